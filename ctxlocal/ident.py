@@ -1,0 +1,110 @@
+"""Who "the current context" is, and knowing when it ends.
+
+A context is the current greenlet.  Every OS thread has a main greenlet of its own, so plain
+threads (unpatched ``threading``, gevent's threadpool) are distinct contexts too, and greenlets
+inside threads never collide with greenlets of another thread.  When greenlet is not installed
+the current ``threading.Thread`` object stands in.
+
+Why a registry of weak references instead of keying storage on the greenlet itself:
+
+* keying a dict on the greenlet object (werkzeug 0.x/1.x) holds a strong reference, so a
+  finished greenlet and everything it stored stay alive until someone calls
+  ``release_local`` — storage grows with every request that forgets to;
+* keying on ``id(greenlet)`` without cleanup (``threading.local`` clones done wrong) serves a
+  dead greenlet's data to the next greenlet that happens to get the same address.
+
+Here storage is keyed on ``id(context)`` and every context that stores anything is watched by
+one ``weakref`` (shared by all Locals).  Its callback runs while the greenlet is being
+deallocated — strictly before its address can be reused — and drops the context's entry from
+every Local that holds one.  ``gevent.Greenlet`` objects are also ``rawlink``-ed so their data
+goes away as soon as they *finish*, even if something keeps the Greenlet object alive (a pool,
+a list of results).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+try:
+    from greenlet import getcurrent as _getcurrent
+except ImportError:  # pragma: no cover - greenlet is a hard dependency; kept for embedders
+    from threading import current_thread as _getcurrent
+
+__all__ = ["current_context", "get_ident", "live_contexts", "track"]
+
+current_context: Callable[[], Any] = _getcurrent
+"""Return the object that identifies the running context (the current greenlet)."""
+
+
+def get_ident() -> int:
+    """Return an int that identifies the current context among all *live* contexts.
+
+    It is the key under which :class:`~ctxlocal.Local` stores the current context's values,
+    so ``local.__storage__[get_ident()]`` works as it did in werkzeug.  Like ``id()``, the
+    number may be reused after the context has died — by then its entries are gone.
+    """
+    return id(_getcurrent())
+
+
+class _Watch:
+    """Everything stored for one live context: which storages hold an entry under its key.
+
+    ``storages`` maps ``id(storage) -> storage`` so that a context which sets and releases a
+    Local in a loop (a thread's main greenlet, say) registers each storage once, not once per
+    round.
+    """
+
+    __slots__ = ("ref", "storages")
+
+    def __init__(self, ref: weakref.ref[Any]) -> None:
+        self.ref = ref
+        self.storages: dict[int, dict[Any, Any]] = {}
+
+
+_watches: dict[int, _Watch] = {}
+
+
+def _forget(key: int) -> None:
+    """Drop every entry stored under ``key`` (a context that finished or was collected)."""
+    watch = _watches.pop(key, None)
+    if watch is not None:
+        for storage in watch.storages.values():
+            storage.pop(key, None)
+
+
+def _on_collected(key: int) -> Callable[[weakref.ref[Any]], None]:
+    # A closure over the int key, never over the context itself: the callback must not keep
+    # the greenlet alive, or it would never be collected.
+    def callback(_ref: weakref.ref[Any]) -> None:
+        _forget(key)
+
+    return callback
+
+
+def _on_finished(greenlet: Any) -> None:
+    """``Greenlet.rawlink`` callback: the greenlet finished, its data can go now."""
+    _forget(id(greenlet))
+
+
+def track(context: Any, key: int, storage: dict[Any, Any]) -> None:
+    """Remember that ``storage[key]`` belongs to ``context`` and must vanish with it.
+
+    Called once per (context, storage) pair, on the slow path where a context stores its
+    first value in a Local.  Thread-safe under the GIL: only the thread running ``context``
+    creates its watch, and every dict operation used here is atomic.
+    """
+    watch = _watches.get(key)
+    if watch is None:
+        watch = _Watch(weakref.ref(context, _on_collected(key)))
+        _watches[key] = watch
+        rawlink = getattr(context, "rawlink", None)
+        if rawlink is not None:
+            rawlink(_on_finished)
+    watch.storages[id(storage)] = storage
+
+
+def live_contexts() -> int:
+    """How many contexts currently hold at least one entry in some Local (introspection)."""
+    return len(_watches)
