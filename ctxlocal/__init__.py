@@ -8,7 +8,7 @@ Knows nothing of HTTP or of the server.
 
 from __future__ import annotations
 
-from .ident import current_context, get_ident, live_contexts
+from .ident import current_context, get_ident, live_contexts, release_context
 from .local import Local, all_locals, live_entries, release_local
 from .manager import LocalManager
 from .propagate import ContextSnapshot, copy_context, spawn
@@ -27,6 +27,7 @@ __all__ = [
     "get_ident",
     "live_contexts",
     "live_entries",
+    "release_context",
     "release_local",
     "spawn",
     "stats",

@@ -32,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover - greenlet is a hard dependency; kept for embedders
     from threading import current_thread as _getcurrent
 
-__all__ = ["current_context", "get_ident", "live_contexts", "track"]
+__all__ = ["current_context", "get_ident", "live_contexts", "release_context", "track"]
 
 current_context: Callable[[], Any] = _getcurrent
 """Return the object that identifies the running context (the current greenlet)."""
@@ -103,6 +103,17 @@ def track(context: Any, key: int, storage: dict[Any, Any]) -> None:
         if rawlink is not None:
             rawlink(_on_finished)
     watch.storages[id(storage)] = storage
+
+
+def release_context() -> None:
+    """Drop the current context's entries from every Local that has one.
+
+    The end-of-request guard of a server: it releases also the Locals it does not know
+    about (an app's own module-level Locals), in O(entries) — the watch of the context
+    knows exactly which storages hold something for it.  Locals with a custom
+    ``ident_func`` are not tracked and not affected.
+    """
+    _forget(id(_getcurrent()))
 
 
 def live_contexts() -> int:

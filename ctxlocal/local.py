@@ -137,6 +137,7 @@ class Local:
     # Declared for type checkers; the real values live on each instance's own class.
     __storage__: dict[Any, dict[str, Any]]
     _ctxlocal_name: str | None
+    _ctxlocal_stack: bool  # True for the Local inside a LocalStack (copied list-wise)
 
     def __new__(cls, ident_func: Callable[[], Any] | None = None, *,
                 name: str | None = None) -> Local:
@@ -147,6 +148,7 @@ class Local:
             "__doc__": cls.__doc__,
             "__storage__": {},
             "_ctxlocal_name": name,
+            "_ctxlocal_stack": False,
         })
         custom = None if ident_func is None or ident_func is get_ident else ident_func
         _install_accessors(own_class, own_class.__storage__, custom)

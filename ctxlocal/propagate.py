@@ -2,7 +2,8 @@
 
 A child greenlet is a new context: it sees nothing of its parent's Locals.  When a request
 fans out work (``gevent.spawn`` per backend call), the children usually need to see the
-request.  ``spawn`` takes a snapshot of the chosen Locals/stacks in the parent and installs
+request.  ``spawn`` takes a snapshot of the parent's Locals/stacks — every Local the parent
+holds a value in, like ``contextvars.copy_context()``, or only the ones named — and installs
 copies in the child before it runs, then releases them when it ends.
 
 Copy depth, named: each Local's per-context namespace is copied (rebinding an attribute in the
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import gevent
 
-from .local import Local, release_local
+from .local import Local, all_locals, release_local
 from .stack import LocalStack
 
 __all__ = ["ContextSnapshot", "copy_context", "spawn"]
@@ -41,14 +42,16 @@ class ContextSnapshot:
 
     __slots__ = ("_entries",)
 
-    def __init__(self, targets: Iterable[Local | LocalStack]) -> None:
+    def __init__(self, targets: Iterable[Local | LocalStack] | None = None) -> None:
         entries: list[tuple[Local, dict[str, Any], bool]] = []
-        for target in targets:
-            if isinstance(target, LocalStack):
-                namespace = _namespace_of(target._local)
+        for target in _every_local_in_use() if targets is None else targets:
+            if isinstance(target, LocalStack) or (isinstance(target, Local)
+                                                  and type(target)._ctxlocal_stack):
+                local = target._local if isinstance(target, LocalStack) else target
+                namespace = _namespace_of(local)
                 if namespace and namespace.get("stack"):
                     stack = [_copy_value(item) for item in namespace["stack"]]
-                    entries.append((target._local, {**namespace, "stack": stack}, True))
+                    entries.append((local, {**namespace, "stack": stack}, True))
             elif isinstance(target, Local):
                 namespace = _namespace_of(target)
                 if namespace:
@@ -76,20 +79,30 @@ class ContextSnapshot:
                 release_local(local)
 
 
+def _every_local_in_use() -> list[Local]:
+    """Every Local (stacks' included) that holds a value for the current context."""
+    return [local for local in all_locals()
+            if local.__ident_func__() in type(local).__storage__]
+
+
 def copy_context(*targets: Local | LocalStack) -> ContextSnapshot:
-    """Snapshot the current context's values of ``targets``."""
-    return ContextSnapshot(targets)
+    """Snapshot the current context's values of ``targets`` (of every Local if none)."""
+    return ContextSnapshot(targets or None)
 
 
-def spawn(func: Callable[..., Any], *args: Any, locals: Iterable[Local | LocalStack],
+def spawn(func: Callable[..., Any], *args: Any,
+          locals: Iterable[Local | LocalStack] | None = None,
           **kwargs: Any) -> gevent.Greenlet:
-    """``gevent.spawn(func, *args, **kwargs)`` with a copy of ``locals`` from this context.
+    """``gevent.spawn(func, *args, **kwargs)`` with a copy of this context's Locals.
+
+    ``locals=None`` (the default) copies every Local the current context holds a value in;
+    pass a list to copy only those.
 
     >>> import gevent
     >>> from ctxlocal import Local, spawn
     >>> loc = Local()
     >>> loc.user = "alice"
-    >>> child = spawn(lambda: loc.user, locals=[loc])
+    >>> child = spawn(lambda: loc.user)
     >>> child.get()
     'alice'
     """

@@ -34,6 +34,7 @@ class LocalStack:
     def __init__(self, ident_func: Callable[[], Any] | None = None, *,
                  name: str | None = None) -> None:
         self._local = Local(ident_func, name=name)
+        type(self._local)._ctxlocal_stack = True
         self._name = name
 
     def __release_local__(self) -> None:

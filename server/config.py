@@ -1,0 +1,275 @@
+"""Every setting declared once → CLI flag, ``SERVER_*`` environment variable, README table.
+
+Precedence: built-in default < environment variable < command-line flag.  A bad value,
+from either source, is a one-line error and exit code 2 (see :class:`ConfigError`).
+``python -m server --print-config-table`` prints the Markdown table the README quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+__all__ = ["SETTINGS", "Config", "ConfigError", "load_config", "markdown_table"]
+
+
+class ConfigError(Exception):
+    """A bad setting: reported as ``server: error: <message>`` and exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be >= 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be one of 1/0, true/false, yes/no, on/off")
+
+
+def _bind(text: str) -> str:
+    """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` (all interfaces) or ``unix:PATH``."""
+    if text.startswith("unix:"):
+        if not text[5:]:
+            raise ValueError("unix: needs a path")
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError("expected HOST:PORT or unix:PATH")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"bad port {port!r}")
+    if host.startswith("[") != host.endswith("]"):
+        raise ValueError(f"bad IPv6 host {host!r}")
+    return text
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = text.lower()
+        if lowered not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return lowered
+    return parse
+
+
+def _path_or_off(text: str) -> str:
+    if not text:
+        raise ValueError("must be -, off, or a file path")
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name is the Config attribute, the flag and the env var."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+    repeatable: bool = False
+    flag_only: bool = False
+    is_flag: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "SERVER_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("bind", _bind, ("127.0.0.1:8000",),
+            "Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH. Repeatable; "
+            "in the environment, separate several with commas.",
+            metavar="ADDRESS", repeatable=True),
+    Setting("workers", _positive_int, 1,
+            "Number of pre-forked worker processes. The master supervises them and restarts "
+            "one that dies, with backoff.", metavar="N"),
+    Setting("worker_connections", _positive_int, 1000,
+            "Concurrent connections per worker (bounded greenlet pool); further connections "
+            "wait in the listen backlog.", metavar="N"),
+    Setting("backlog", _positive_int, 2048, "Listen backlog of each socket.", metavar="N"),
+    Setting("keep_alive", _non_negative_float, 5.0,
+            "Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
+            metavar="SECONDS"),
+    Setting("timeout", _positive_float, 30.0,
+            "Seconds a client has to send a complete request head, and for each read of a "
+            "request body to make progress (defeats slowloris).", metavar="SECONDS"),
+    Setting("graceful_timeout", _non_negative_float, 30.0,
+            "On TERM/INT/HUP, seconds in-flight requests get to finish before workers are "
+            "killed.", metavar="SECONDS"),
+    Setting("max_request_line", _positive_int, 8190,
+            "Longest request line (method, URI, version) in bytes; longer gets 414.",
+            metavar="BYTES"),
+    Setting("max_header_size", _positive_int, 65536,
+            "Largest request header block in bytes; larger gets 431.", metavar="BYTES"),
+    Setting("max_header_count", _positive_int, 100,
+            "Most request header fields; more gets 431.", metavar="N"),
+    Setting("max_body_size", _non_negative_int, 100 * 1024 * 1024,
+            "Largest request body in bytes (0 = unlimited); larger gets 413 without the body "
+            "being read.", metavar="BYTES"),
+    Setting("access_log", _path_or_off, "off",
+            "Access log: '-' for stdout, a file path, or 'off'.", metavar="-|PATH|off"),
+    Setting("log_level", _choice("debug", "info", "warning", "error", "critical"), "info",
+            "Error log level (the error log goes to stderr).", metavar="LEVEL"),
+    Setting("log_format", _choice("text", "json"), "text",
+            "Format of the error and access logs: text, or json (one object per line).",
+            metavar="text|json"),
+    Setting("metrics_path", _path_or_off, "/metrics",
+            "Path where the server answers Prometheus metrics (aggregated over workers) "
+            "before the app sees the request; 'off' passes it to the app.", metavar="PATH|off"),
+    Setting("health_path", _path_or_off, "/healthz",
+            "Path where the server answers its health check before the app sees the "
+            "request; 'off' passes it to the app.", metavar="PATH|off"),
+    Setting("unsafe_probe", _bool, False,
+            "Mount the reference app's negative-control endpoint /unsafe/probe/<token>, which "
+            "leaks across requests on purpose (for testing the leak detector only).",
+            is_flag=True),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The resolved settings of one server run."""
+
+    app: str | None = None
+    bind: tuple[str, ...] = ("127.0.0.1:8000",)
+    workers: int = 1
+    worker_connections: int = 1000
+    backlog: int = 2048
+    keep_alive: float = 5.0
+    timeout: float = 30.0
+    graceful_timeout: float = 30.0
+    max_request_line: int = 8190
+    max_header_size: int = 65536
+    max_header_count: int = 100
+    max_body_size: int = 100 * 1024 * 1024
+    access_log: str = "off"
+    log_level: str = "info"
+    log_format: str = "text"
+    metrics_path: str = "/metrics"
+    health_path: str = "/healthz"
+    unsafe_probe: bool = False
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage + message on errors; we print one line, then exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"server: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="python -m server",
+        description="A gevent WSGI application server with per-greenlet request context. "
+                    "Every option can also be set by the environment variable shown.",
+    )
+    parser.add_argument("app", nargs="?", metavar="APP",
+                        help="WSGI app as module:attr or module:factory(); "
+                             "default: the reference app (env SERVER_APP)")
+    for setting in SETTINGS:
+        help_text = f"{setting.help} (env {setting.env}; default: {_show(setting.default)})"
+        if setting.is_flag:
+            parser.add_argument(setting.flag, dest=setting.name, action="store_const",
+                                const="1", default=None, help=help_text)
+        else:
+            parser.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
+                                action="append" if setting.repeatable else "store",
+                                default=None, help=help_text)
+    parser.add_argument("--print-config-table", action="store_true",
+                        help="print the settings as a Markdown table and exit")
+    return parser
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "off" if not value else "on"
+    return str(value)
+
+
+def _parse(setting: Setting, raw: str, source: str) -> Any:
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        reason = str(exc) if "invalid literal" not in str(exc) else "not a number"
+        if reason.startswith("could not convert"):
+            reason = "not a number"
+        raise ConfigError(f"{source}: invalid value {raw!r}: {reason}") from None
+
+
+def load_config(argv: Sequence[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Resolve defaults, ``SERVER_*`` variables and flags into a :class:`Config`."""
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        cli_value = getattr(args, setting.name)
+        env_value = environ.get(setting.env)
+        if cli_value is not None:
+            raws = cli_value if setting.repeatable else [cli_value]
+            parsed = [_parse(setting, raw, setting.flag) for raw in raws]
+        elif env_value is not None and env_value != "":
+            raws = [part.strip() for part in env_value.split(",")] if setting.repeatable \
+                else [env_value]
+            parsed = [_parse(setting, raw, setting.env) for raw in raws if raw]
+        else:
+            continue
+        values[setting.name] = tuple(parsed) if setting.repeatable else parsed[0]
+    app = args.app or environ.get("SERVER_APP") or None
+    return Config(app=app, **values), args
+
+
+def markdown_table() -> str:
+    """The settings table for the README: flag, environment variable, default, meaning."""
+    lines = ["| flag | environment | default | meaning |", "|---|---|---|---|",
+             "| `APP` (positional) | `SERVER_APP` | reference app | WSGI app as "
+             "`module:attr` or `module:factory()` |"]
+    for s in SETTINGS:
+        flag = s.flag if s.is_flag else f"{s.flag} {s.metavar}"
+        lines.append(f"| `{flag}` | `{s.env}` | `{_show(s.default)}` | {s.help} |")
+    return "\n".join(lines)
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit 2 (bad option, unloadable app, unusable address)."""
+    sys.stderr.write(f"server: error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)

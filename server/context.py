@@ -1,0 +1,206 @@
+"""Per-request context: ``request``, ``g``, ``current_app``, ``request_id``, and the
+middleware that gives every request a fresh one and releases it when the request ends.
+
+The context lives exactly as long as the request, not as long as the connection: it is
+pushed before the app is called and popped — with every ctxlocal Local released for the
+request's greenlet — after the response iterable has been exhausted and ``close()``-d,
+also when the app raised or the client went away.  The server runs each request in a
+greenlet of its own (see :mod:`server.connection`), so this is the second of two guards.
+
+Usage from an app::
+
+    from server import request, g, current_app, request_id
+
+    def view():
+        g.user = request.headers.get("X-User")
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import gevent
+from werkzeug.wrappers import Request
+
+import ctxlocal
+from ctxlocal import LocalProxy, LocalStack
+
+__all__ = [
+    "ContextMiddleware",
+    "Namespace",
+    "RequestContext",
+    "current_app",
+    "g",
+    "request",
+    "request_id",
+    "spawn",
+]
+
+_UNBOUND = ("working outside of a request context: {} is only available while a request is "
+            "being handled (in its greenlet, or a child spawned with server.spawn)")
+
+request_stack = LocalStack(name="request_context")
+"""The stack of :class:`RequestContext` objects of the current greenlet."""
+
+request: Request = LocalProxy(request_stack, "request",  # type: ignore[assignment]
+                              unbound_message=_UNBOUND.format("'request'"))
+g: Namespace = LocalProxy(request_stack, "g",  # type: ignore[assignment]
+                          unbound_message=_UNBOUND.format("'g'"))
+current_app: Any = LocalProxy(request_stack, "app",
+                              unbound_message=_UNBOUND.format("'current_app'"))
+request_id: str = LocalProxy(request_stack, "request_id",  # type: ignore[assignment]
+                             unbound_message=_UNBOUND.format("'request_id'"))
+
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+
+
+def sanitise_request_id(raw: str | None) -> str:
+    """The client's ``X-Request-ID`` if it is short and plain, else a fresh random id.
+
+    Plain means letters, digits and ``._:-``, at most 128 characters: anything else could
+    smuggle newlines or markup into logs and response headers.
+    """
+    if raw and _VALID_REQUEST_ID.match(raw):
+        return raw
+    return os.urandom(8).hex()
+
+
+class Namespace:
+    """``g``: a plain attribute bag for one request (``get``, ``pop``, ``setdefault``, ``in``)."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.get(name, default)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        return self.__dict__.pop(name, *default)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        return self.__dict__.setdefault(name, default)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dict__)
+
+    def __len__(self) -> int:
+        return len(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"<g {self.__dict__!r}>"
+
+
+class RequestContext:
+    """Everything that belongs to one request.  ``request`` is built on first use, so an
+    app that never touches it does not pay for a werkzeug ``Request``."""
+
+    __slots__ = ("_request", "app", "environ", "g", "request_id")
+
+    def __init__(self, app: Any, environ: dict[str, Any], request_id: str) -> None:
+        self.app = app
+        self.environ = environ
+        self.request_id = request_id
+        self.g = Namespace()
+        self._request: Request | None = None
+
+    @property
+    def request(self) -> Request:
+        req = self._request
+        if req is None:
+            req = self._request = Request(self.environ)
+        return req
+
+    def push(self) -> None:
+        request_stack.push(self)
+
+    def pop(self) -> None:
+        popped = request_stack.pop()
+        if popped is not self:  # pragma: no cover - would be a bug in push/pop pairing
+            raise RuntimeError(f"popped the wrong request context: {popped!r}")
+
+    def __copy_context__(self) -> RequestContext:
+        """A child greenlet's copy: same request, its own copy of ``g``."""
+        clone = RequestContext(self.app, self.environ, self.request_id)
+        clone._request = self._request
+        clone.g.__dict__.update(self.g.__dict__)
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<RequestContext {self.environ.get('REQUEST_METHOD')} " \
+               f"{self.environ.get('PATH_INFO')!r} id={self.request_id}>"
+
+
+def spawn(func: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenlet:
+    """``gevent.spawn`` for a child that needs the request: it gets a *copy* of the context.
+
+    The child sees ``request``, ``current_app``, ``request_id``, a copy of ``g``, and copies
+    of every other ctxlocal Local the request set (the app's own); what it writes or pushes
+    never reaches the parent.  Its copies are released when it ends.
+    """
+    return ctxlocal.spawn(func, *args, **kwargs)
+
+
+class _EndOfRequest:
+    """Response iterable wrapper: ``close()`` closes the app's iterable, then ends the
+    request context — pops it and releases every ctxlocal Local of this greenlet."""
+
+    __slots__ = ("_context", "_ended", "_iterable")
+
+    def __init__(self, iterable: Iterable[bytes], context: RequestContext) -> None:
+        self._iterable = iterable
+        self._context = context
+        self._ended = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self._ended:
+                self._ended = True
+                _end(self._context)
+
+
+def _end(context: RequestContext) -> None:
+    try:
+        context.pop()
+    finally:
+        ctxlocal.release_context()
+
+
+class ContextMiddleware:
+    """Wrap any WSGI app so each request runs with a fresh :class:`RequestContext`.
+
+    Works for apps that know nothing of this server (Flask, Django, a bare callable): they
+    get ``X-Request-ID`` handling and the end-of-request release of ctxlocal Locals.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        rid = sanitise_request_id(environ.get("HTTP_X_REQUEST_ID"))
+        environ["ctx.request_id"] = rid
+        context = RequestContext(self.app, environ, rid)
+        context.push()
+
+        def start_with_id(status: str, headers: list[tuple[str, str]],
+                          exc_info: Any = None) -> Callable[[bytes], Any]:
+            headers.append(("X-Request-ID", rid))
+            return start_response(status, headers, exc_info)
+
+        try:
+            iterable = self.app(environ, start_with_id)
+        except BaseException:
+            _end(context)
+            raise
+        return _EndOfRequest(iterable, context)
