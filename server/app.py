@@ -62,7 +62,7 @@ class App:
         self.before_request_funcs: list[Callable[[], Any]] = []
         self.after_request_funcs: list[Callable[[Response], Response | None]] = []
         self.error_handlers: dict[type[BaseException] | int, ErrorHandler] = {}
-        self._standalone = ContextMiddleware(self.dispatch)
+        self._standalone = ContextMiddleware(self.dispatch, current_app=self)
 
     # -- registration -----------------------------------------------------------------------
     def route(self, rule: str, methods: Iterable[str] | None = None,

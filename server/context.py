@@ -183,14 +183,18 @@ class ContextMiddleware:
     get ``X-Request-ID`` handling and the end-of-request release of ctxlocal Locals.
     """
 
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], *,
+                 current_app: Any = None) -> None:
         self.app = app
+        # What ``current_app`` shows: the app itself unless it is an inner entry point
+        # (App.dispatch) of an object that wants to be seen instead.
+        self.current_app = app if current_app is None else current_app
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         rid = sanitise_request_id(environ.get("HTTP_X_REQUEST_ID"))
         environ["ctx.request_id"] = rid
-        context = RequestContext(self.app, environ, rid)
+        context = RequestContext(self.current_app, environ, rid)
         context.push()
 
         def start_with_id(status: str, headers: list[tuple[str, str]],

@@ -124,6 +124,7 @@ class Worker:
         try:
             self._install_signals()
             self._start()
+            self._sample()  # visible in /metrics from the first scrape on
             log.info("worker %d ready", os.getpid())
             heartbeat = gevent.spawn(self._heartbeat)
             self._stop.wait()

@@ -1,0 +1,3 @@
+"""An app module that fails at import time."""
+
+raise RuntimeError("database unreachable")

@@ -1,0 +1,51 @@
+"""Settings: defaults, environment, flags, precedence, and the errors for bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.config import SETTINGS, Config, ConfigError, load_config, markdown_table
+
+
+def test_defaults():
+    config, _ = load_config([], environ={})
+    assert config == Config()
+
+
+def test_flags_override_environment():
+    config, _ = load_config(["--workers", "3"], environ={"SERVER_WORKERS": "5",
+                                                         "SERVER_KEEP_ALIVE": "2.5"})
+    assert config.workers == 3 and config.keep_alive == 2.5
+
+
+def test_repeatable_bind_from_flags_and_environment():
+    config, _ = load_config(["--bind", "127.0.0.1:1", "--bind", "unix:/tmp/s.sock"], {})
+    assert config.bind == ("127.0.0.1:1", "unix:/tmp/s.sock")
+    config, _ = load_config([], {"SERVER_BIND": "127.0.0.1:1, [::1]:2"})
+    assert config.bind == ("127.0.0.1:1", "[::1]:2")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "--workers: invalid value '0': must be >= 1"),
+    (["--keep-alive", "-1"], "--keep-alive: invalid value '-1': must be a finite number >= 0"),
+    (["--bind", "localhost"], "--bind: invalid value 'localhost': expected HOST:PORT or unix:PATH"),
+    (["--bind", "h:99999"], "--bind: invalid value 'h:99999': bad port '99999'"),
+    (["--log-format", "xml"], "--log-format: invalid value 'xml': must be one of text, json"),
+    (["--timeout", "0"], "--timeout: invalid value '0': must be > 0"),
+])
+def test_bad_values(argv, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(argv, {})
+    assert str(info.value) == message
+
+
+def test_bad_boolean_in_environment():
+    with pytest.raises(ConfigError, match="SERVER_UNSAFE_PROBE"):
+        load_config([], {"SERVER_UNSAFE_PROBE": "maybe"})
+
+
+def test_every_setting_is_a_config_field_and_in_the_table():
+    table = markdown_table()
+    for setting in SETTINGS:
+        assert hasattr(Config(), setting.name)
+        assert setting.env in table and setting.flag in table
