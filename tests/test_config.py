@@ -49,3 +49,11 @@ def test_every_setting_is_a_config_field_and_in_the_table():
     for setting in SETTINGS:
         assert hasattr(Config(), setting.name)
         assert setting.env in table and setting.flag in table
+
+
+def test_readme_options_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert markdown_table() in readme, "README options table is stale: paste " \
+        "`python -m server --print-config-table`"
