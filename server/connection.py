@@ -1,0 +1,222 @@
+"""The per-connection loop: read a request, run the WSGI app in a fresh greenlet, repeat.
+
+The fresh greenlet per request is the point of this module. Greenlet-keyed context
+(a ``threading.local`` under monkey-patching, ``gevent.local.local``, our
+``ctxlocal.Local``) lives and dies with the greenlet; gevent.pywsgi and gunicorn run
+every request of a keep-alive connection in the connection's greenlet, so whatever
+one request left in such a "local" is visible to the next request of that client.
+Here the connection greenlet only does I/O bookkeeping and waits; each request's
+code runs in a greenlet that nobody else ever uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import Any
+
+import gevent
+
+from server.http import (
+    ClientDisconnected,
+    HTTPConnection,
+    HTTPError,
+    HTTPRequest,
+    HTTPResponse,
+    Limits,
+)
+
+__all__ = ["ConnectionHandler"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+OnResponse = Callable[[dict[str, Any], int, int, float], None]
+
+#: How long a killed connection waits for its request greenlet to unwind (run the
+#: iterable's close() and finally blocks) before giving up on it.
+KILL_TIMEOUT = 5.0
+
+
+class ConnectionHandler:
+    """``handler(sock, address)``: serves one connection; usable as a StreamServer handle.
+
+    ``on_response(environ, status_code, body_bytes, duration_seconds)`` is called once
+    per request after it ended, also for requests rejected by the protocol layer (then
+    ``environ`` is a minimal one with ``REQUEST_METHOD`` ``"-"`` and the error text in
+    ``ctxserver.protocol_error``). ``drain()`` makes the server stop keeping connections
+    alive: in-flight requests are answered with ``Connection: close`` and idle
+    connections are closed at once.
+
+    Errors: a protocol error (bad request, body too large or stalled, client gone) is
+    answered with its status and closes the connection. An application exception is
+    logged and answered with a generic 500 that keeps the connection alive when the
+    request allows it; if the response had already started, the connection is closed
+    instead, since the client can only notice the truncation that way.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        limits: Limits,
+        *,
+        url_scheme: str = "http",
+        server_name: str,
+        server_port: str,
+        server_software: str | None = "ctxserver",
+        on_response: OnResponse | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.url_scheme = url_scheme
+        self.server_name = server_name
+        self.server_port = str(server_port)
+        self.server_software = server_software
+        self.on_response = on_response
+        self.logger = logger or logging.getLogger(__name__)
+        #: Set by drain(): no connection is kept alive any more.
+        self.closing = False
+        #: Requests whose application greenlet is running.
+        self.active_requests = 0
+        self._connections: set[HTTPConnection] = set()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently being served (idle keep-alive ones included)."""
+        return len(self._connections)
+
+    def drain(self) -> None:
+        """Stop keep-alive: close idle connections now, the others after their response."""
+        self.closing = True
+        for conn in list(self._connections):
+            conn.close_when_idle()
+
+    def __call__(self, sock: Any, address: Any) -> None:
+        conn = HTTPConnection(
+            sock,
+            address,
+            self.limits,
+            url_scheme=self.url_scheme,
+            server_name=self.server_name,
+            server_port=self.server_port,
+            server_software=self.server_software,
+        )
+        conn.closing = self.closing
+        self._connections.add(conn)
+        try:
+            self._serve(conn)
+        except Exception:  # a bug of ours; StreamServer would print it without context
+            self.logger.exception("internal error serving %s", conn.remote_addr)
+        finally:
+            self._connections.discard(conn)
+            conn.close()
+
+    def _serve(self, conn: HTTPConnection) -> None:
+        """The keep-alive loop of one connection."""
+        while True:
+            started = perf_counter()
+            try:
+                request = conn.read_request()
+            except ClientDisconnected:
+                return
+            except HTTPError as exc:
+                self._reject(conn, exc, started)
+                return
+            if request is None:
+                return
+            response = HTTPResponse(conn, request)
+            worker = gevent.spawn(self._handle, request, response)
+            try:
+                worker.join()
+            except BaseException:  # GreenletExit (server stop), Timeout: orphan nothing
+                worker.kill(block=True, timeout=KILL_TIMEOUT)
+                raise
+            if not response.keep_alive or conn.closing:
+                return
+
+    def _reject(self, conn: HTTPConnection, exc: HTTPError, started: float) -> None:
+        """Answer a request the protocol layer refused; the connection then closes."""
+        self.logger.debug("rejecting request from %s: %s", conn.remote_addr, exc)
+        sent = conn.send_error(exc.status, exc.reason)
+        environ = {
+            "REQUEST_METHOD": "-",
+            "SCRIPT_NAME": "",
+            "PATH_INFO": "",
+            "QUERY_STRING": "",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": conn.remote_addr,
+            "REMOTE_PORT": conn.remote_port,
+            "ctxserver.protocol_error": str(exc),
+        }
+        self._report(environ, exc.status, sent, perf_counter() - started)
+
+    def _handle(self, request: HTTPRequest, response: HTTPResponse) -> None:
+        """Run the application for one request; the body of the request greenlet."""
+        environ = request.environ
+        started = perf_counter()
+        self.active_requests += 1
+        app_iter = None
+        try:
+            app_iter = self.app(environ, response.start_response)
+            response.send_iterable(app_iter)
+        except ClientDisconnected as exc:
+            response.keep_alive = False
+            self.logger.debug("client %s went away: %s", environ["REMOTE_ADDR"], exc)
+        except HTTPError as exc:  # raised out of wsgi.input: 413, 408, bad chunk...
+            self._fail(response, exc.status, exc.reason)
+        except (Exception, gevent.Timeout):
+            self.logger.exception(
+                "error in application for %s %s (request_id=%s)",
+                environ["REQUEST_METHOD"],
+                environ["PATH_INFO"],
+                environ.get("ctx.request_id"),
+            )
+            self._app_failed(response)
+        finally:
+            self._close_iterable(app_iter, environ)
+            self.active_requests -= 1
+            duration = perf_counter() - started
+            self._report(environ, response.status_code, response.bytes_sent, duration)
+
+    def _app_failed(self, response: HTTPResponse) -> None:
+        """The app raised: a generic 500, or a cut-off connection if it already answered.
+
+        The 500 keeps the connection alive when the request allows it: the failure was
+        the application's, the HTTP stream is intact. (Keep-alive after an error is also
+        the case where per-connection "request context" leaks in other servers.)
+        """
+        if response.headers_sent:
+            response.keep_alive = False  # the client got a truncated response
+            return
+        try:
+            response.send_error(500, close=False)
+        except ClientDisconnected:
+            response.keep_alive = False
+
+    def _fail(self, response: HTTPResponse, status: int, reason: str | None) -> None:
+        """Protocol error: answer ``status`` if nothing was sent yet; the connection dies."""
+        response.keep_alive = False
+        if not response.headers_sent:
+            response.send_error(status, reason)
+
+    def _close_iterable(self, app_iter: Any, environ: dict[str, Any]) -> None:
+        close = getattr(app_iter, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except Exception:
+            self.logger.exception(
+                "error closing the response of %s %s (request_id=%s)",
+                environ["REQUEST_METHOD"],
+                environ["PATH_INFO"],
+                environ.get("ctx.request_id"),
+            )
+
+    def _report(self, environ: dict[str, Any], status: int, sent: int, duration: float) -> None:
+        if self.on_response is None:
+            return
+        try:
+            self.on_response(environ, status, sent, duration)
+        except Exception:
+            self.logger.exception("on_response callback failed")
