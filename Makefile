@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 ARGS ?=
 
-.PHONY: run test lint bench venv clean loadtest soak
+.PHONY: run test lint bench venv clean loadtest soak test-docker reliability
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/hadolint Dockerfile
+	bash scripts/compose.sh config -q
+
+# A real `docker compose up` end to end (installs docker.io and the Compose plugin if needed,
+# builds an offline base image when no registry is reachable, always tears everything down).
+test-docker: $(STAMP)
+	bash scripts/test-docker.sh
+
+# Hostile input, slow clients, faults: prints the case / expected / got table.
+reliability: $(STAMP)
+	$(PY) -m tests.reliability_report
 
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
