@@ -157,7 +157,8 @@ def running_server(args: argparse.Namespace) -> Iterator[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SERVER_")}
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            server_command(port, args.server_workers, args.negative_control),
+            server_command(port, args.server_workers, args.negative_control)
+            + list(getattr(args, "server_args", ())),
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"

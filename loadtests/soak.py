@@ -1,0 +1,142 @@
+"""``python -m loadtests.soak`` (``make soak``): a million probe requests, then a clean server.
+
+On demand, never in CI.  It starts the server (2 workers), runs every probe variant with
+``--users`` concurrent users until the server has answered ``--requests`` requests (or
+``--max-duration`` passed), and then requires, besides locust's own verdict (zero leaks, zero
+failures):
+
+* zero live ctxlocal entries in ``/metrics`` once the load stopped — nothing leaked into
+  storage that outlives requests;
+* every worker's RSS grew less than ``--max-rss-growth`` (5 %) between the end of the warm-up
+  (10 % of the requests) and the end — memory is flat;
+* the workers are the ones measured at the start (none was restarted, which would hide growth).
+
+The server runs with ``--log-level critical``: the error-then-probe users make the app raise on
+purpose, and a million logged tracebacks would fill the disk.  Failures are still counted by
+locust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import run
+
+POLL_SECONDS = 5.0
+SETTLE_SECONDS = 15.0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.soak", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-u", "--users", type=int, default=1000,
+                        help="concurrent users (default: 1000)")
+    parser.add_argument("-n", "--requests", type=int, default=1_000_000,
+                        help="requests the server must answer (default: 1,000,000)")
+    parser.add_argument("--max-duration", default="60m",
+                        help="locust's run-time cap, e.g. 60m (default: 60m)")
+    parser.add_argument("-p", "--processes", type=int, default=2,
+                        help="locust worker processes (default: 2)")
+    parser.add_argument("--server-workers", type=int, default=2)
+    parser.add_argument("--max-rss-growth", type=float, default=0.05,
+                        help="allowed RSS growth per worker after warm-up (default: 0.05)")
+    parser.add_argument("--reports", type=Path, default=run.REPORTS)
+    args = parser.parse_args(argv)
+    # what run.running_server / run.locust_command expect
+    args.name = "soak"
+    args.spawn_rate = min(float(args.users), 200.0)
+    args.duration = args.max_duration
+    args.min_requests = args.requests
+    args.negative_control = False
+    args.ready_timeout = 30.0
+    args.locust_args = ["--loglevel", "WARNING"]
+    args.server_args = ["--log-level", "critical"]
+    return args
+
+
+def scrape(url: str) -> dict[str, dict[str, float]]:
+    """``{metric: {labels: value}}`` of the ``ctxserver_*`` samples."""
+    with run._NO_PROXY.open(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        match = re.match(r"(ctxserver_\w+)(\{[^}]*\})? (\S+)$", line)
+        if match:
+            samples.setdefault(match[1], {})[match[2] or ""] = float(match[3])
+    return samples
+
+
+def answered(samples: dict[str, dict[str, float]]) -> int:
+    return int(sum(samples.get("ctxserver_requests_total", {}).values()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.reports.mkdir(parents=True, exist_ok=True)
+    command = run.locust_command(args, "{host}")
+    problems: list[str] = []
+    started = time.monotonic()
+    with run.running_server(args) as url:
+        locust = subprocess.Popen([part.replace("{host}", url) for part in command],
+                                  cwd=run.ROOT)
+        baseline: dict[str, float] | None = None
+        try:
+            while locust.poll() is None:
+                time.sleep(POLL_SECONDS)
+                samples = scrape(url)
+                count = answered(samples)
+                if baseline is None and count >= args.requests // 10:
+                    baseline = dict(samples.get("ctxserver_worker_rss_bytes", {}))
+                    print(f"soak: warm-up done at {count} requests; RSS baseline "
+                          f"{ {k: round(v / 2**20, 1) for k, v in baseline.items()} } MiB",
+                          flush=True)
+                if count >= args.requests:
+                    print(f"soak: {count} requests answered; stopping the load", flush=True)
+                    locust.send_signal(signal.SIGTERM)
+                    break
+            code = locust.wait()
+        except BaseException:
+            run._finish(locust, signal.SIGTERM)
+            raise
+        if code != 0:
+            problems.append(f"locust verdict: exit code {code}")
+        time.sleep(SETTLE_SECONDS)  # let in-flight requests end and gauges refresh
+        final = scrape(url)
+    count = answered(final)
+    entries = sum(final.get("ctxserver_ctxlocal_live_entries", {}).values())
+    rss = final.get("ctxserver_worker_rss_bytes", {})
+    if count < args.requests:
+        problems.append(f"only {count} requests answered (< {args.requests})")
+    if entries != 0:
+        problems.append(f"{entries:g} live ctxlocal entries after the load stopped")
+    if baseline is None:
+        problems.append("never got past the warm-up; no RSS baseline")
+    else:
+        if set(baseline) != set(rss):
+            problems.append(f"workers changed during the soak: {sorted(baseline)} → {sorted(rss)}")
+        for worker, before in baseline.items():
+            after = rss.get(worker)
+            if after is not None:
+                growth = after / before - 1
+                print(f"soak: worker {worker}: RSS {before / 2**20:.1f} → {after / 2**20:.1f} "
+                      f"MiB ({growth:+.2%})", flush=True)
+                if growth >= args.max_rss_growth:
+                    problems.append(f"worker {worker} RSS grew {growth:.2%}")
+    minutes = (time.monotonic() - started) / 60
+    verdict = "PASS" if not problems else "FAIL"
+    print(f"SOAK SUMMARY verdict={verdict} requests={count} users={args.users} "
+          f"live_entries={entries:g} minutes={minutes:.1f}", flush=True)
+    for problem in problems:
+        print(f"soak: FAIL: {problem}", file=sys.stderr)
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
