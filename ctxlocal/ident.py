@@ -32,7 +32,8 @@ try:
 except ImportError:  # pragma: no cover - greenlet is a hard dependency; kept for embedders
     from threading import current_thread as _getcurrent
 
-__all__ = ["current_context", "get_ident", "live_contexts", "release_context", "track"]
+__all__ = ["current_context", "get_ident", "live_contexts", "owner_ref", "release_context",
+           "track"]
 
 current_context: Callable[[], Any] = _getcurrent
 """Return the object that identifies the running context (the current greenlet)."""
@@ -49,29 +50,39 @@ def get_ident() -> int:
 
 
 class _Watch:
-    """Everything stored for one live context: which storages hold an entry under its key.
+    """Everything stored for one live context: which Locals hold an entry under its key.
 
-    ``storages`` maps ``id(storage) -> storage`` so that a context which sets and releases a
-    Local in a loop (a thread's main greenlet, say) registers each storage once, not once per
-    round.
+    ``owners`` maps ``id(ref) -> ref``, ``ref`` being the weak reference that stands for one
+    Local (see :func:`owner_ref`), so that a context which sets and releases a Local in a loop
+    (a thread's main greenlet, say) registers each Local once, not once per round.  Weak,
+    because a long-lived context (the main greenlet) must not keep a Local's storage — and
+    every other context's values in it — alive after the Local itself is gone.
     """
 
-    __slots__ = ("ref", "storages")
+    __slots__ = ("owners", "ref")
 
     def __init__(self, ref: weakref.ref[Any]) -> None:
         self.ref = ref
-        self.storages: dict[int, dict[Any, Any]] = {}
+        self.owners: dict[int, weakref.ref[Any]] = {}
 
 
 _watches: dict[int, _Watch] = {}
+
+
+def _drop_entries(key: int, watch: _Watch) -> None:
+    """Pop ``key`` from the storage of every Local ``watch`` lists."""
+    # A snapshot: popping an entry frees its values, whose finalizers may run any code.
+    for ref in tuple(watch.owners.values()):
+        owner = ref()
+        if owner is not None:
+            type(owner).__storage__.pop(key, None)
 
 
 def _forget(key: int) -> None:
     """Drop every entry stored under ``key`` (a context that finished or was collected)."""
     watch = _watches.pop(key, None)
     if watch is not None:
-        for storage in watch.storages.values():
-            storage.pop(key, None)
+        _drop_entries(key, watch)
 
 
 def _on_collected(key: int) -> Callable[[weakref.ref[Any]], None]:
@@ -88,12 +99,33 @@ def _on_finished(greenlet: Any) -> None:
     _forget(id(greenlet))
 
 
-def track(context: Any, key: int, storage: dict[Any, Any]) -> None:
-    """Remember that ``storage[key]`` belongs to ``context`` and must vanish with it.
+def _on_owner_collected(ref: weakref.ref[Any]) -> None:
+    """A Local was collected: stop listing it in the watches of the contexts that used it.
 
-    Called once per (context, storage) pair, on the slow path where a context stores its
-    first value in a Local.  Thread-safe under the GIL: only the thread running ``context``
-    creates its watch, and every dict operation used here is atomic.
+    Its storage went with it; without this, a long-lived context that touches many
+    short-lived Locals would collect one dead reference per Local.
+    """
+    ref_key = id(ref)
+    # ``dict.copy()`` allocates before it copies, so a collection triggered here cannot
+    # change ``_watches`` halfway through the snapshot.
+    for watch in _watches.copy().values():
+        watch.owners.pop(ref_key, None)
+
+
+def owner_ref(local: Any) -> weakref.ref[Any]:
+    """The weak reference that stands for ``local`` (an object whose class has a
+    ``__storage__`` dict) in the watches; create one per Local and pass it to :func:`track`.
+    """
+    return weakref.ref(local, _on_owner_collected)
+
+
+def track(context: Any, key: int, owner: weakref.ref[Any]) -> None:
+    """Remember that ``context`` has an entry under ``key`` in the Local ``owner`` refers to,
+    and must lose it when it ends.
+
+    Called once per (context, Local) pair, on the slow path where a context stores its first
+    value in a Local.  Thread-safe under the GIL: only the thread running ``context`` creates
+    its watch, and every dict operation used here is atomic.
     """
     watch = _watches.get(key)
     if watch is None:
@@ -102,7 +134,7 @@ def track(context: Any, key: int, storage: dict[Any, Any]) -> None:
         rawlink = getattr(context, "rawlink", None)
         if rawlink is not None:
             rawlink(_on_finished)
-    watch.storages[id(storage)] = storage
+    watch.owners[id(owner)] = owner
 
 
 def release_context() -> None:
@@ -110,12 +142,30 @@ def release_context() -> None:
 
     The end-of-request guard of a server: it releases also the Locals it does not know
     about (an app's own module-level Locals), in O(entries) — the watch of the context
-    knows exactly which storages hold something for it.  Locals with a custom
+    knows exactly which Locals hold something for it.  Locals with a custom
     ``ident_func`` are not tracked and not affected.
+
+    The context stays watched (as after ``release_local``): forgetting the watch would make
+    the next value it stores watch it again — one more ``rawlink`` callback on a long-lived
+    gevent.Greenlet for every release, a list that only grows.
     """
-    _forget(id(_getcurrent()))
+    key = id(_getcurrent())
+    watch = _watches.get(key)
+    if watch is not None:
+        _drop_entries(key, watch)
 
 
 def live_contexts() -> int:
-    """How many contexts currently hold at least one entry in some Local (introspection)."""
-    return len(_watches)
+    """How many contexts currently hold at least one entry in some Local (introspection).
+
+    Counts entries, not watches: a context that released everything it stored (a thread that
+    pushed and popped a stack) holds nothing, though it stays watched until it ends.
+    """
+    count = 0
+    for key, watch in _watches.copy().items():
+        for ref in tuple(watch.owners.values()):
+            owner = ref()
+            if owner is not None and key in type(owner).__storage__:
+                count += 1
+                break
+    return count

@@ -20,53 +20,58 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .ident import current_context, get_ident, track
+from .ident import current_context, get_ident, owner_ref, track
 
 __all__ = ["Local", "all_locals", "live_entries", "release_local"]
 
 _id = id
+_getcurrent = current_context
+_object_getattribute = object.__getattribute__
 _all_locals: weakref.WeakSet[Local] = weakref.WeakSet()
 
 
-def _install_accessors(cls: type, storage: dict[Any, dict[str, Any]],
-                       ident_func: Callable[[], Any] | None) -> None:
-    """Give ``cls`` attribute access closures over ``storage``.
+def _install_accessors(cls: type, ident_func: Callable[[], Any] | None) -> None:
+    """Give ``cls`` (a Local's own class) attribute access closures over its storage.
 
     ``ident_func=None`` is the default, greenlet-keyed identity with automatic cleanup.  A
     custom ident function gets werkzeug 1.x semantics: entries live until released.
+
+    The default closures capture the storage and nothing else; the helpers they call are
+    module globals.  Every free variable costs a little on each call (CPython copies the
+    closure's cells into the frame), and the fast paths are only a handful of C calls and
+    dict operations, so it shows: about 10 % on attribute get and set against closures over
+    five variables.  The slow path (a context's first value) finds the Local's watch handle
+    on the class.
     """
-    getcurrent = current_context
-    fallback_getattr = object.__getattribute__
-    reserved = _RESERVED
+    storage: dict[Any, dict[str, Any]] = cls.__storage__
 
     if ident_func is None:
 
         def __getattribute__(self: Local, name: str) -> Any:
             try:
-                return storage[_id(getcurrent())][name]
+                return storage[_id(_getcurrent())][name]
             except KeyError:
-                return fallback_getattr(self, name)
+                return _object_getattribute(self, name)
 
         def __setattr__(self: Local, name: str, value: Any) -> None:
-            if name in reserved:
+            if name in _RESERVED:
                 _set_reserved(self, name, value)
                 return
-            context = getcurrent()
-            key = _id(context)
+            key = _id(_getcurrent())
             try:
                 storage[key][name] = value
             except KeyError:
                 storage[key] = {name: value}
-                track(context, key, storage)
+                track(_getcurrent(), key, type(self)._ctxlocal_owner)
 
         def __delattr__(self: Local, name: str) -> None:
             try:
-                del storage[_id(getcurrent())][name]
+                del storage[_id(_getcurrent())][name]
             except KeyError:
                 raise AttributeError(name) from None
 
         def release() -> None:
-            storage.pop(_id(getcurrent()), None)
+            storage.pop(_id(_getcurrent()), None)
 
         current_ident = get_ident
     else:
@@ -76,10 +81,10 @@ def _install_accessors(cls: type, storage: dict[Any, dict[str, Any]],
             try:
                 return storage[ident()][name]
             except KeyError:
-                return fallback_getattr(self, name)
+                return _object_getattribute(self, name)
 
         def __setattr__(self: Local, name: str, value: Any) -> None:
-            if name in reserved:
+            if name in _RESERVED:
                 _set_reserved(self, name, value)
                 return
             key = ident()
@@ -105,6 +110,12 @@ def _install_accessors(cls: type, storage: dict[Any, dict[str, Any]],
     cls._ctxlocal_release = staticmethod(release)
     cls._ctxlocal_ident = staticmethod(current_ident)
     cls._ctxlocal_custom_ident = ident_func
+    # The same, as a cell that code outside the class (LocalStack, LocalProxy) keeps a
+    # reference to: updated in place, so they see a changed ident without re-installing.
+    mode = cls.__dict__.get("_ctxlocal_mode")
+    if mode is None:
+        cls._ctxlocal_mode = mode = [None]
+    mode[0] = ident_func
 
 
 def _set_reserved(local: Local, name: str, value: Any) -> None:
@@ -113,7 +124,7 @@ def _set_reserved(local: Local, name: str, value: Any) -> None:
         custom = None if value is get_ident else value
         if custom is not None and not callable(custom):
             raise TypeError("__ident_func__ must be callable")
-        _install_accessors(cls, cls.__storage__, custom)
+        _install_accessors(cls, custom)
         return
     raise AttributeError(f"{name!r} is part of Local's machinery and cannot be set")
 
@@ -137,6 +148,8 @@ class Local:
     # Declared for type checkers; the real values live on each instance's own class.
     __storage__: dict[Any, dict[str, Any]]
     _ctxlocal_name: str | None
+    _ctxlocal_owner: weakref.ref[Local]  # stands for this Local in ident.py's watches
+    _ctxlocal_mode: list[Callable[[], Any] | None]  # [custom ident function, or None]
     _ctxlocal_stack: bool  # True for the Local inside a LocalStack (copied list-wise)
 
     def __new__(cls, ident_func: Callable[[], Any] | None = None, *,
@@ -151,8 +164,11 @@ class Local:
             "_ctxlocal_stack": False,
         })
         custom = None if ident_func is None or ident_func is get_ident else ident_func
-        _install_accessors(own_class, own_class.__storage__, custom)
+        if custom is not None and not callable(custom):
+            raise TypeError("ident_func must be callable")
         self = object.__new__(own_class)
+        own_class._ctxlocal_owner = owner_ref(self)
+        _install_accessors(own_class, custom)
         _all_locals.add(self)
         return self
 
@@ -166,9 +182,21 @@ class Local:
         """The function whose result keys this Local's storage (werkzeug 1.x API)."""
         return type(self)._ctxlocal_ident
 
+    @__ident_func__.setter
+    def __ident_func__(self, value: Callable[[], Any]) -> None:
+        # ``local.__ident_func__ = f`` goes through __setattr__; this setter serves
+        # ``object.__setattr__(local, "__ident_func__", f)``, which is how werkzeug 1.x's
+        # LocalManager (and code modelled on it) assigned it.
+        _set_reserved(self, "__ident_func__", value)
+
     def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
-        """Iterate over ``(ident, values)`` of every live context (a snapshot)."""
-        return iter(list(type(self).__storage__.items()))
+        """Iterate over ``(ident, values)`` of every live context (a snapshot).
+
+        ``dict.copy()`` first: it cannot be interrupted by a collection that drops a dead
+        greenlet's entry, where iterating the live dict could ("changed size during
+        iteration").
+        """
+        return iter(list(type(self).__storage__.copy().items()))
 
     def __call__(self, name: str, *, unbound_message: str | None = None) -> Any:
         """Return a :class:`~ctxlocal.LocalProxy` to attribute ``name`` of this Local."""

@@ -62,21 +62,31 @@ class ContextSnapshot:
         self._entries = entries
 
     def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``func`` in the current context with the snapshot installed; release after.
+        """Run ``func`` in the current context with the snapshot installed; restore after.
 
         Values were copied when the snapshot was taken; a stack gets a fresh list per run,
         so children seeded from one snapshot never share pushes and pops.
+
+        What the current context held in those Locals before is set aside for the run and put
+        back afterwards (in a fresh child there is nothing, and the copies are simply
+        released).  Without that, ``copy_context(loc).run(f)`` called in the parent itself
+        would let ``f`` write into the parent's values and then wipe them.
         """
-        installed: list[Local] = []
+        saved: list[tuple[Local, dict[str, Any] | None]] = []
         try:
             for local, namespace, is_stack in self._entries:
-                installed.append(local)
+                previous = type(local).__storage__.pop(local.__ident_func__(), None)
+                saved.append((local, previous))
                 for name, value in namespace.items():
                     setattr(local, name, list(value) if is_stack and name == "stack" else value)
             return func(*args, **kwargs)
         finally:
-            for local in installed:
+            for local, previous in reversed(saved):
                 release_local(local)
+                if previous is not None:
+                    # setattr, not a raw store, so the entry is tracked like any other.
+                    for name, value in previous.items():
+                        setattr(local, name, value)
 
 
 def _every_local_in_use() -> list[Local]:

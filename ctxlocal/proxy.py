@@ -33,10 +33,13 @@ import operator
 from contextvars import ContextVar
 from typing import Any
 
+from .ident import current_context as getcurrent
 from .local import Local
 from .stack import LocalStack
 
 __all__ = ["LocalProxy"]
+
+_id = id
 
 
 def _make_lookup(obj: Any, name: str | None, unbound: str) -> Any:
@@ -45,21 +48,25 @@ def _make_lookup(obj: Any, name: str | None, unbound: str) -> Any:
     def fail() -> RuntimeError:
         return RuntimeError(unbound)
 
+    # Locals and stacks are read straight from their storage (one Python call per use, not
+    # two): the key is computed as their own accessors compute it, from the same mode cell.
     if isinstance(obj, LocalStack):
-        local = obj._local
+        storage, mode = obj._storage, obj._mode
         if name is None:
 
             def lookup() -> Any:
+                ident = mode[0]
                 try:
-                    return local.stack[-1]
-                except (AttributeError, IndexError):
+                    return storage[_id(getcurrent()) if ident is None else ident()]["stack"][-1]
+                except (KeyError, IndexError):
                     raise fail() from None
         else:
 
             def lookup() -> Any:
+                ident = mode[0]
                 try:
-                    top = local.stack[-1]
-                except (AttributeError, IndexError):
+                    top = storage[_id(getcurrent()) if ident is None else ident()]["stack"][-1]
+                except (KeyError, IndexError):
                     raise fail() from None
                 return getattr(top, name)
 
@@ -68,9 +75,17 @@ def _make_lookup(obj: Any, name: str | None, unbound: str) -> Any:
     if isinstance(obj, Local):
         if name is None:
             raise TypeError("LocalProxy(Local) needs the attribute name: LocalProxy(local, 'x')")
+        storage, mode = type(obj).__storage__, type(obj)._ctxlocal_mode
 
         def lookup() -> Any:
+            ident = mode[0]
             try:
+                return storage[_id(getcurrent()) if ident is None else ident()][name]
+            except KeyError:
+                pass
+            try:
+                # Not a value of this context: whatever else ``local.name`` would find (a
+                # method of a Local subclass, say), as before.
                 return getattr(obj, name)
             except AttributeError:
                 raise fail() from None
@@ -78,12 +93,14 @@ def _make_lookup(obj: Any, name: str | None, unbound: str) -> Any:
         return lookup
 
     if isinstance(obj, ContextVar):
-        sentinel = object()
+        # ``get()`` without an argument, so that the variable's own default counts as bound
+        # (``get(sentinel)`` would override it).
 
         def lookup() -> Any:
-            value = obj.get(sentinel)
-            if value is sentinel:
-                raise fail()
+            try:
+                value = obj.get()
+            except LookupError:
+                raise fail() from None
             return value if name is None else getattr(value, name)
 
         return lookup
@@ -114,7 +131,18 @@ def _make_lookup(obj: Any, name: str | None, unbound: str) -> Any:
 
 
 def _describe(obj: Any, name: str | None) -> str:
-    target = getattr(obj, "_name", None) or getattr(obj, "__name__", None) or type(obj).__name__
+    """Name what the proxy reads, for the unbound message: ``probe_local.user``.
+
+    Asked of the class for a Local: a plain ``getattr`` would read the current context's
+    values first, and a Local may well store an attribute called ``_name``.
+    """
+    if isinstance(obj, Local):
+        target = type(obj)._ctxlocal_name or type(obj).__name__
+    elif isinstance(obj, ContextVar):
+        target = obj.name
+    else:
+        target = (getattr(obj, "_name", None) or getattr(obj, "__name__", None)
+                  or type(obj).__name__)
     return f"{target}.{name}" if name else str(target)
 
 

@@ -1,0 +1,51 @@
+"""``python -m bench [name|all]``: run one benchmark, or all of them (the default).
+
+A plain dispatch table, so that adding a benchmark is one import and one entry: each entry
+takes the command line that ran it (recorded in its results file) and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import local
+
+BENCHMARKS: dict[str, Callable[[str], int]] = {
+    "local": local.main,
+}
+
+
+def _command_line(argv: list[str]) -> str:
+    """How this run was started, for the results file: ``.venv/bin/python -m bench ...``."""
+    python = Path(sys.executable)
+    with contextlib.suppress(ValueError):  # not under the working directory: keep it whole
+        python = python.relative_to(Path.cwd())
+    return shlex.join([str(python), "-m", "bench", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen benchmarks in table order."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run one benchmark, or all of them (the default); each writes "
+                    "bench/results/<name>.md.")
+    parser.add_argument("benchmark", nargs="?", default="all",
+                        choices=[*BENCHMARKS, "all"],
+                        help="which benchmark to run (default: all)")
+    args = parser.parse_args(argv)
+    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    command = _command_line(argv)
+    status = 0
+    for name in names:
+        status = BENCHMARKS[name](command) or status
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
