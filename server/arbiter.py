@@ -222,7 +222,8 @@ class Arbiter:
         try:
             self._maintain()
             while not self._stopping:
-                self._wake.wait(0.5)
+                # Wake for a pending replacement when its backoff ends, not up to 0.5 s late.
+                self._wake.wait(min(0.5, max(0.0, self._next_spawn - monotonic())) or 0.5)
                 self._wake.clear()
                 self._reap()
                 if self._stopping:

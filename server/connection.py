@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from time import perf_counter
+from time import monotonic, perf_counter
+from types import MappingProxyType
 from typing import Any
 
 import gevent
+from greenlet import GreenletExit
+from greenlet import greenlet as RawGreenlet
 
 from server.http import (
     ClientDisconnected,
@@ -24,6 +27,7 @@ from server.http import (
     HTTPError,
     HTTPRequest,
     HTTPResponse,
+    IdleTimer,
     Limits,
 )
 
@@ -35,6 +39,9 @@ OnResponse = Callable[[dict[str, Any], int, int, float], None]
 #: How long a killed connection waits for its request greenlet to unwind (run the
 #: iterable's close() and finally blocks) before giving up on it.
 KILL_TIMEOUT = 5.0
+
+#: The environ of a request that has ended (``HTTPRequest.environ`` is dropped then).
+_DONE: Any = MappingProxyType({})
 
 
 class ConnectionHandler:
@@ -76,8 +83,11 @@ class ConnectionHandler:
         self.logger = logger or logging.getLogger(__name__)
         #: Set by drain(): no connection is kept alive any more.
         self.closing = False
+        self._grace_until = 0.0
         #: Requests whose application greenlet is running.
         self.active_requests = 0
+        #: Keeps the keep-alive deadlines of all our connections (one timer, not one per wait).
+        self._idle_timer = IdleTimer.for_limits(limits)
         self._connections: set[HTTPConnection] = set()
 
     @property
@@ -85,9 +95,21 @@ class ConnectionHandler:
         """Connections currently being served (idle keep-alive ones included)."""
         return len(self._connections)
 
-    def drain(self) -> None:
-        """Stop keep-alive: close idle connections now, the others after their response."""
+    def drain(self, idle_grace: float = 0.0) -> None:
+        """Stop keep-alive: close idle connections now, the others after their response.
+
+        With ``idle_grace`` idle (and newly accepted) connections get that many seconds
+        for one more request, answered with ``Connection: close``, before they are closed:
+        a client that sent its next request as the drain began is answered, not cut off.
+        """
         self.closing = True
+        self._grace_until = monotonic() + idle_grace
+        for conn in list(self._connections):
+            conn.close_when_idle(idle_grace)
+        if idle_grace > 0:
+            gevent.spawn_later(idle_grace, self._close_idle)
+
+    def _close_idle(self) -> None:
         for conn in list(self._connections):
             conn.close_when_idle()
 
@@ -100,8 +122,10 @@ class ConnectionHandler:
             server_name=self.server_name,
             server_port=self.server_port,
             server_software=self.server_software,
+            idle_timer=self._idle_timer,
         )
-        conn.closing = self.closing
+        if self.closing:
+            conn.close_when_idle(self._grace_until - monotonic())
         self._connections.add(conn)
         try:
             self._serve(conn)
@@ -125,14 +149,47 @@ class ConnectionHandler:
             if request is None:
                 return
             response = HTTPResponse(conn, request)
-            worker = gevent.spawn(self._handle, request, response)
+            # A brand-new greenlet for this request alone, a child of this one: switching
+            # to it runs the request at once (no round trip through the hub's callback
+            # queue, as gevent.spawn + join would take), and when it ends -- after every
+            # switch to the hub its I/O needed -- control comes straight back here.
+            worker = RawGreenlet(self._handle)
             try:
-                worker.join()
+                worker.switch(request, response)
             except BaseException:  # GreenletExit (server stop), Timeout: orphan nothing
-                worker.kill(block=True, timeout=KILL_TIMEOUT)
+                # Also reached when an exception the request greenlet did not catch
+                # (SystemExit...) ended it; then it is dead already and that propagates.
+                self._abandon(worker)
                 raise
-            if not response.keep_alive or conn.closing:
+            keep_alive = response.keep_alive
+            # The request is over: what an idle keep-alive connection holds on to while it
+            # waits for the next one should not include the last request's environ.
+            request.environ = _DONE
+            del worker, request, response
+            if not keep_alive or conn.closing:
                 return
+
+    def _abandon(self, worker: RawGreenlet) -> None:
+        """This connection greenlet was interrupted while ``worker`` ran: kill the request
+        (its ``finally`` blocks and the iterable's close() run), waiting up to KILL_TIMEOUT.
+
+        A request greenlet that outlives that is handed to the hub as its parent: it must
+        never end into this greenlet, which by then is waiting for something else.
+        """
+        if worker.dead:
+            return
+        timer = gevent.Timeout.start_new(KILL_TIMEOUT)
+        try:
+            worker.throw(GreenletExit)  # returns here once the request greenlet ended
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+        except Exception:
+            self.logger.exception("error while killing a request")
+        finally:
+            timer.close()
+            if not worker.dead:
+                worker.parent = gevent.get_hub()
 
     def _reject(self, conn: HTTPConnection, exc: HTTPError, started: float) -> None:
         """Answer a request the protocol layer refused; the connection then closes."""

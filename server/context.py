@@ -4,7 +4,9 @@ middleware that gives every request a fresh one and releases it when the request
 The context lives exactly as long as the request, not as long as the connection: it is
 pushed before the app is called and popped — with every ctxlocal Local released for the
 request's greenlet — after the response iterable has been exhausted and ``close()``-d,
-also when the app raised or the client went away.  The server runs each request in a
+also when the app raised or the client went away.  (A response that is a plain list or
+tuple runs no app code when iterated and has no ``close()``: its context ends as soon as
+the app returns it.)  The server runs each request in a
 greenlet of its own (see :mod:`server.connection`), so this is the second of two guards.
 
 Usage from an app::
@@ -19,6 +21,7 @@ Usage from an app::
 from __future__ import annotations
 
 import os
+import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -57,6 +60,15 @@ request_id: str = LocalProxy(request_stack, "request_id",  # type: ignore[assign
 
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
+# Generated request ids: 64 random bits as 16 hex digits. They only need to be unique (a
+# client may send any id it likes, so they carry no secret), hence a Mersenne Twister of
+# our own, seeded from os.urandom and reseeded in every forked worker (else two workers
+# would hand out the same sequence), rather than one getrandom() syscall per request.
+# Its getrandbits() is a single C call, atomic under the GIL, so threads are fine too.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+_random_bits = _ids.getrandbits
+
 
 def sanitise_request_id(raw: str | None) -> str:
     """The client's ``X-Request-ID`` if it is short and plain, else a fresh random id.
@@ -66,7 +78,7 @@ def sanitise_request_id(raw: str | None) -> str:
     """
     if raw and _VALID_REQUEST_ID.match(raw):
         return raw
-    return os.urandom(8).hex()
+    return f"{_random_bits(64):016x}"
 
 
 class Namespace:
@@ -207,4 +219,10 @@ class ContextMiddleware:
         except BaseException:
             _end(context)
             raise
+        if type(iterable) is list or type(iterable) is tuple:
+            # Iterating a list runs no code of the app's and it has no close(): the request
+            # is over as far as the app can tell, so the context ends now. The server also
+            # still sees the list itself (it frames it with a Content-Length, one send).
+            _end(context)
+            return iterable
         return _EndOfRequest(iterable, context)

@@ -72,8 +72,9 @@ def load_app(spec: str) -> Any:
         try:
             target = target(*args, **kwargs)
         except Exception as exc:
-            raise AppLoadError(f"calling {module_name}:{expr} failed: "
-                               f"{type(exc).__name__}: {exc}") from None
+            detail = str(exc).splitlines()[0] if str(exc) else ""  # the error is one line
+            raise AppLoadError(f"calling {module_name}:{expr} failed: {type(exc).__name__}"
+                               f"{': ' + detail if detail else ''}") from None
     if not callable(target):
         raise AppLoadError(f"{module_name}:{expr} is a {type(target).__name__}, "
                            f"not a WSGI callable")

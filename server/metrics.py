@@ -5,17 +5,23 @@ imported (the client library picks its storage at import time), every worker wri
 values there through mmap-ed files, and whichever worker answers ``/metrics`` collects them
 all.  The master marks a dead worker's files so its live gauges disappear.
 
-Per request the cost is one counter increment and one histogram observation.  Gauges that
-describe a worker's state (in-flight requests, open connections, live ctxlocal entries, RSS)
-are sampled once a second by the worker and refreshed right before a scrape.
+Per request the cost is a few integer additions: :meth:`Metrics.observe` counts into plain
+Python ints, and those are written to the mmap-ed values (a lock and a ``struct.pack_into``
+per value, ~1.5 µs per request when done per request) in one batch per turn of the event
+loop — before the worker next waits for I/O, so a scrape never misses a request that was
+answered — and before every scrape.  Gauges that describe a worker's state (in-flight
+requests, open connections, live ctxlocal entries, RSS) are sampled once a second by the
+worker and refreshed right before a scrape.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import gevent
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -68,17 +74,54 @@ class Metrics:
                                 ["pid"], multiprocess_mode="liveall")
         self._by_status: dict[int, Any] = {}
         self._pid = str(os.getpid())
+        # Not yet written to the mmap-ed values: requests by status, and the histogram's
+        # observations as (non-cumulative) bucket counts plus their sum -- exactly what
+        # Histogram.observe would have added, bucket i being the first with amount <= bound.
+        self._bounds: tuple[float, ...] = tuple(self.duration._upper_bounds)
+        self._pending_status: dict[int, int] = {}
+        self._pending_buckets = [0] * len(self._bounds)
+        self._pending_sum = 0.0
+        self._flush_scheduled = False
 
     def observe(self, status: int, duration: float) -> None:
-        """Record one finished request (called once per request)."""
-        counter = self._by_status.get(status)
-        if counter is None:
-            counter = self._by_status[status] = self.requests.labels(str(status))
-        counter.inc()
-        self.duration.observe(duration)
+        """Record one finished request (called once per request); written out by
+        :meth:`flush` at the end of this turn of the event loop."""
+        pending = self._pending_status
+        pending[status] = pending.get(status, 0) + 1
+        self._pending_buckets[bisect_left(self._bounds, duration)] += 1
+        self._pending_sum += duration
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            gevent.get_hub().loop.run_callback(self.flush)
+
+    def observe_response(self, environ: dict[str, Any], status: int, size: int,
+                         duration: float) -> None:
+        """:meth:`observe` with the signature of a connection's ``on_response`` hook."""
+        self.observe(status, duration)
+
+    def flush(self) -> None:
+        """Write the requests observed since the last flush to the shared values."""
+        self._flush_scheduled = False
+        pending, self._pending_status = self._pending_status, {}
+        buckets = self._pending_buckets
+        total, self._pending_sum = self._pending_sum, 0.0
+        for status, count in pending.items():
+            counter = self._by_status.get(status)
+            if counter is None:
+                counter = self._by_status[status] = self.requests.labels(str(status))
+            counter.inc(count)
+        if not pending:
+            return
+        values = self.duration._buckets
+        for i, count in enumerate(buckets):
+            if count:
+                values[i].inc(count)
+                buckets[i] = 0
+        self.duration._sum.inc(total)
 
     def sample(self, in_flight: int, connections: int) -> None:
         """Refresh this worker's state gauges (once a second, and before a scrape)."""
+        self.flush()
         self.in_flight.set(in_flight)
         self.connections.set(connections)
         for name, count in ctxlocal.stats().items():

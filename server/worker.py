@@ -12,6 +12,7 @@ reloads by replacing workers).  A worker whose master disappeared drains and exi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -38,6 +39,9 @@ __all__ = ["Worker", "build_wsgi_stack", "limits_from_config"]
 log = logging.getLogger("server.worker")
 
 HEARTBEAT_SECONDS = 1.0
+#: On a drain, seconds an idle keep-alive (or just accepted) connection may still deliver
+#: one more request, answered with ``Connection: close``; then idle ones are closed.
+DRAIN_IDLE_GRACE = 1.0
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -135,6 +139,8 @@ class Worker:
             log.exception("worker %d crashed", os.getpid())
             code = 1
         finally:
+            with contextlib.suppress(Exception):
+                self.metrics.flush()  # requests answered in the last turn of the loop
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
@@ -157,10 +163,13 @@ class Worker:
     def _start(self) -> None:
         limits = limits_from_config(self.config)
         wsgi = build_wsgi_stack(self.app, self.config, self.metrics.wsgi_endpoint(self._sample))
+        # Without an access log the hook is the metrics' own method: one call less per request.
+        on_response = (self._on_response if self.access_log.enabled
+                       else self.metrics.observe_response)
         for listener in self.listeners:
             name, port = _describe(listener)
             handler = ConnectionHandler(wsgi, limits, server_name=name, server_port=port,
-                                        on_response=self._on_response,
+                                        on_response=on_response,
                                         logger=logging.getLogger("server.http"))
             server = StreamServer(listener, handler, spawn=self.pool)
             server.start()
@@ -186,7 +195,7 @@ class Worker:
         for server in self.servers:
             server.close()  # stop accepting; the master still holds the listening socket
         for handler in self.handlers:
-            handler.drain()
+            handler.drain(idle_grace=min(DRAIN_IDLE_GRACE, self.config.graceful_timeout))
         remaining = max(0.0, deadline - monotonic())
         if not self.pool.join(timeout=remaining):
             log.warning("worker %d: %d connection(s) still busy after the graceful timeout; "
