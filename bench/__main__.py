@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import local
+from bench import local, server
 
 BENCHMARKS: dict[str, Callable[[str], int]] = {
     "local": local.main,
+    "server": server.main,
 }
 
 
@@ -38,12 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("benchmark", nargs="?", default="all",
                         choices=[*BENCHMARKS, "all"],
                         help="which benchmark to run (default: all)")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     command = _command_line(argv)
+    if extra and names != ["server"]:
+        parser.error(f"options {' '.join(extra)} are for `python -m bench server` only")
     status = 0
     for name in names:
-        status = BENCHMARKS[name](command) or status
+        if extra:  # e.g. `make bench ARGS="server --duration 2 --runs 1"`
+            status = server.main(command, extra) or status
+        else:
+            status = BENCHMARKS[name](command) or status
     return status
 
 

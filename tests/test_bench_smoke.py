@@ -1,0 +1,334 @@
+"""Smoke tests of the server benchmark's pure pieces (``bench/server.py``).
+
+No timed benchmark runs here: parsing wrk's output, medians and ratios, the target check,
+the report writers and the command lines are checked on made-up numbers. The benchmark
+itself runs on demand only (``make bench`` / ``python -m bench server``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import server as bench
+from bench.__main__ import BENCHMARKS
+from bench.apps import hello
+
+ROOT = Path(__file__).resolve().parent.parent
+
+WRK_OUTPUT = """\
+Running 6s test @ http://127.0.0.1:41234/
+  1 threads and 500 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    42.10ms   12.00ms   1.02s    91.00%
+    Req/Sec    11.90k     1.10k   13.00k    70.00%
+  Latency Distribution
+     50%   40.25ms
+     75%  950.00us
+     90%    1.50s
+     99%    2.00m
+  71234 requests in 6.01s, 11.21MB read
+  Socket errors: connect 0, read 3, write 0, timeout 7
+  Non-2xx or 3xx responses: 5
+Requests/sec:  11852.58
+Transfer/sec:      1.87MB
+"""
+
+CLEAN_OUTPUT = """\
+Running 2s test @ http://127.0.0.1:43599/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.82ms    2.82ms  21.62ms   78.34%
+    Req/Sec     8.69k     1.38k   11.74k    70.00%
+  Latency Distribution
+     50%    5.22ms
+     75%    6.99ms
+     90%    9.24ms
+     99%   16.05ms
+  17387 requests in 2.01s, 2.75MB read
+Requests/sec:   8629.74
+Transfer/sec:      1.37MB
+"""
+
+
+# --------------------------------------------------------------------------- wrk output
+
+
+@pytest.mark.parametrize(("text", "ms"), [("950.00us", 0.95), ("8.18ms", 8.18),
+                                          ("1.02s", 1020.0), ("2.00m", 120_000.0),
+                                          (" 3ms ", 3.0)])
+def test_wrk_durations_become_milliseconds(text: str, ms: float) -> None:
+    assert bench.parse_duration_ms(text) == pytest.approx(ms)
+
+
+def test_bad_duration_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        bench.parse_duration_ms("fast")
+
+
+def test_wrk_output_with_errors_is_parsed() -> None:
+    result = bench.parse_wrk(WRK_OUTPUT)
+    assert result.requests_per_sec == pytest.approx(11852.58)
+    assert result.requests == 71234 and result.duration_s == pytest.approx(6.01)
+    assert result.latency_avg_ms == pytest.approx(42.10)
+    assert (result.p50_ms, result.p75_ms, result.p90_ms, result.p99_ms) == \
+        pytest.approx((40.25, 0.95, 1500.0, 120_000.0))
+    assert result.socket_errors == {"connect": 0, "read": 3, "write": 0, "timeout": 7}
+    assert result.non_2xx == 5 and result.errors == 15
+
+
+def test_clean_wrk_output_has_no_errors() -> None:
+    result = bench.parse_wrk(CLEAN_OUTPUT)
+    assert result.requests_per_sec == pytest.approx(8629.74)
+    assert (result.p50_ms, result.p99_ms) == pytest.approx((5.22, 16.05))
+    assert result.errors == 0 and result.socket_errors == {}
+
+
+def test_output_without_latency_distribution_leaves_percentiles_empty() -> None:
+    text = "\n".join(line for line in CLEAN_OUTPUT.splitlines() if "%" not in line)
+    result = bench.parse_wrk(text)
+    assert result.requests == 17387 and result.p50_ms is None and result.p99_ms is None
+
+
+def test_output_without_summary_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no wrk summary"):
+        bench.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def run(server: str, rps: float, p99: float, *, endpoint: str = "hello",
+        conc: int = 50, p50: float = 1.0) -> dict:
+    result = bench.WrkResult(requests_per_sec=rps, requests=int(rps * 6), duration_s=6.0,
+                             p50_ms=p50, p99_ms=p99)
+    return {"endpoint": endpoint, "concurrency": conc, "server": server, "result": result}
+
+
+def test_median_ignores_missing_values() -> None:
+    assert bench.median([3.0, 1.0, 2.0]) == 2.0
+    assert bench.median([4.0, 1.0]) == 2.5
+    assert bench.median([None, 5.0]) == 5.0
+    assert bench.median([None]) is None
+    assert bench.ratio(6.0, 2.0) == 3.0 and bench.ratio(1.0, 0.0) is None
+    assert bench.ratio(None, 2.0) is None
+
+
+def test_summary_takes_medians_and_ratios_to_gunicorn_of_the_same_cell() -> None:
+    runs = [run("ours", 30_000, 4.0), run("ours", 20_000, 6.0), run("ours", 40_000, 2.0),
+            run("gunicorn", 5_000, 40.0), run("gunicorn", 10_000, 10.0),
+            run("gunicorn", 7_500, 20.0), run("waitress", 9_000, 30.0),
+            run("ours", 900, 400.0, endpoint="probe", conc=500),
+            run("gunicorn", 300, 1600.0, endpoint="probe", conc=500)]
+    rows = bench.summarize(runs)
+    assert [(r.endpoint, r.concurrency, r.server) for r in rows] == [
+        ("hello", 50, "ours"), ("hello", 50, "gunicorn"), ("hello", 50, "waitress"),
+        ("probe", 500, "ours"), ("probe", 500, "gunicorn")]
+    ours, gunicorn, waitress, probe, _ = rows
+    assert (ours.rps, ours.p99_ms, ours.runs) == (30_000, 4.0, 3)
+    assert ours.rps_runs == [30_000, 20_000, 40_000]
+    assert ours.rps_ratio == pytest.approx(4.0) and ours.p99_ratio == pytest.approx(0.2)
+    assert gunicorn.rps_ratio == pytest.approx(1.0)
+    assert waitress.rps_ratio == pytest.approx(1.2)
+    assert probe.rps_ratio == pytest.approx(3.0) and probe.p99_ratio == pytest.approx(0.25)
+
+
+def test_summary_accepts_results_read_back_from_json() -> None:
+    from dataclasses import asdict
+
+    runs = [run("ours", 100, 1.0), run("gunicorn", 50, 2.0)]
+    for entry in runs:
+        entry["result"] = asdict(entry["result"])
+    assert bench.summarize(runs)[0].rps_ratio == pytest.approx(2.0)
+
+
+def test_without_gunicorn_there_are_no_ratios() -> None:
+    rows = bench.summarize([run("ours", 100, 1.0), run("pywsgi", 50, 2.0)])
+    assert all(r.rps_ratio is None and r.p99_ratio is None for r in rows)
+
+
+def test_targets_are_checked_against_the_medians() -> None:
+    rows = bench.summarize([
+        run("ours", 40_000, 5.0), run("gunicorn", 9_000, 20.0),
+        run("ours", 38_000, 30.0, conc=500), run("gunicorn", 10_000, 100.0, conc=500),
+        run("ours", 8_000, 50.0, endpoint="probe"), run("gunicorn", 3_000, 90.0,
+                                                        endpoint="probe"),
+        run("ours", 7_000, 300.0, endpoint="probe", conc=500),
+        run("gunicorn", 2_000, 500.0, endpoint="probe", conc=500)])
+    memory = {"ours": {"per_connection_bytes": 10_000},
+              "gunicorn": {"per_connection_bytes": 14_000}}
+    targets = {t.name: t for t in bench.check_targets(rows, memory)}
+    hello_target = targets["hello throughput vs gunicorn -k gevent"]
+    assert hello_target.met is False  # 3.8x at c500 misses 4x, though c50 has 4.44x
+    assert "c50: 4.44" in hello_target.measured and "c500: 3.80" in hello_target.measured
+    assert targets["probe throughput vs gunicorn -k gevent"].met is False  # 2.67x at c50
+    assert targets["hello p99 at 500 connections vs gunicorn"].met is True  # 0.3x
+    assert targets["probe p99 at 500 connections vs gunicorn"].met is False  # 0.6x
+    assert targets["RSS per idle keep-alive connection"].met is True
+
+
+def test_targets_not_measured_are_said_so() -> None:
+    targets = bench.check_targets(bench.summarize([run("ours", 1.0, 1.0)]), None)
+    assert [t.met for t in targets] == [None, None]
+
+
+# --------------------------------------------------------------------------- reports
+
+
+META = {
+    "command": ".venv/bin/python -m bench server", "defaults": True,
+    "date": "2026-01-01 00:00 UTC", "nproc": 2, "cpu": "Test CPU", "kernel": "Linux 6",
+    "loadavg": "0.10 0.20 0.30", "versions": {"python": "3.11.7", "wrk": "4.1.0"},
+    "server_cpu": 0, "client_cpu": 1, "warmup": 2.0, "duration": 6.0, "runs": 3,
+    "server_commands": {"ours, hello": "taskset -c 0 python -m server ..."},
+    "memory_commands": {"ours": "taskset -c 0 python -m server --keep-alive 3600 ..."},
+    "wrk_command": "taskset -c 1 wrk -t1 -c500 ...",
+}
+MEMORY = {"_connections": 10_000,
+          "ours": {"connections": 10_000, "rss_before": 30 * 2**20,
+                   "rss_after": 150 * 2**20, "per_connection_bytes": 12 * 2**20 / 1000,
+                   "alive_checked": 100, "alive_checked_ok": 100},
+          "gunicorn": {"error": "server exited with 1"}}
+
+
+def sample_rows() -> list[bench.Row]:
+    return bench.summarize([run("ours", 30_000, 4.0), run("gunicorn", 9_000, 20.0),
+                            run("ours", 25_000, 40.0, conc=500),
+                            run("gunicorn", 8_000, 400.0, conc=500)])
+
+
+def test_markdown_report_has_the_table_targets_memory_and_commands() -> None:
+    rows = sample_rows()
+    text = bench.render_markdown(rows, bench.check_targets(rows, MEMORY), META, MEMORY)
+    assert "`.venv/bin/python -m bench server` (what `make bench` runs)" in text
+    assert "nproc 2, Test CPU" in text and "python 3.11.7, wrk 4.1.0" in text
+    assert "| hello | 50 | ours (python -m server) | 30,000 | 3.33\u00d7 | 1.00 | 4.00 " \
+           "| 0.20\u00d7 | 0 | 30,000 |" in text
+    assert "| hello | 500 | gunicorn -k gevent | 8,000 | 1.00\u00d7 |" in text
+    assert "| hello throughput vs gunicorn -k gevent | \u2265 4\u00d7 at every concurrency " \
+           "| c50: 3.33\u00d7, c500: 3.12\u00d7 | **no** |" in text
+    assert "| hello p99 at 500 connections vs gunicorn | \u2264 0.5\u00d7 | 0.10\u00d7 " \
+           "| yes |" in text
+    assert "| ours (python -m server) | 30.0 MiB | 150.0 MiB | 100/100 checked " \
+           "| 12.3 KiB |" in text
+    assert "failed: server exited with 1" in text
+    assert "- ours, hello: `taskset -c 0 python -m server ...`" in text
+    assert "- load: `taskset -c 1 wrk -t1 -c500 ...`" in text
+
+
+def test_json_and_chart_are_written(tmp_path: Path) -> None:
+    rows = sample_rows()
+    targets = bench.check_targets(rows, MEMORY)
+    runs = [dict(run("ours", 30_000, 4.0), wrk_output=CLEAN_OUTPUT)]
+    bench.write_json(tmp_path / "server.json", META, runs, rows, targets, MEMORY)
+    data = json.loads((tmp_path / "server.json").read_text())
+    assert data["runs"][0]["result"]["requests_per_sec"] == 30_000
+    assert data["runs"][0]["wrk_output"] == CLEAN_OUTPUT
+    assert data["summary"][0]["rps_ratio"] == pytest.approx(30_000 / 9_000)
+    assert data["targets"][0]["met"] is False and data["meta"]["nproc"] == 2
+    bench.write_chart(tmp_path / "server.png", rows, MEMORY, "test chart")
+    assert (tmp_path / "server.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- command lines
+
+
+def test_server_commands() -> None:
+    ours = bench.server_command("ours", "bench.apps:hello", 8001, python="py")
+    assert ours == ["py", "-m", "server", "--workers", "1", "--bind", "127.0.0.1:8001",
+                    "--access-log", "off", "--log-level", "warning", "bench.apps:hello"]
+    gunicorn = bench.server_command("gunicorn", "server.probe:create_app()", 8001,
+                                    python="py")
+    assert gunicorn[:7] == ["py", "-m", "gunicorn", "-k", "gevent", "-w", "1"]
+    assert gunicorn[-1] == "server.probe:create_app()"
+    assert "--worker-connections" not in gunicorn  # its default, as the issue asks
+    waitress = bench.server_command("waitress", "server.probe:create_app()", 8001,
+                                    python="py")
+    assert "--threads=4" in waitress and waitress[-2:] == ["--call", "server.probe:create_app"]
+    assert bench.server_command("waitress", "bench.apps:hello", 1, python="py")[-1] == \
+        "bench.apps:hello"
+    assert bench.server_command("pywsgi", "bench.apps:hello", 8001, python="py") == \
+        ["py", "-m", "bench.pywsgi_runner", "127.0.0.1:8001", "bench.apps:hello"]
+    for server in ("ours", "gunicorn"):
+        memory = bench.server_command(server, "bench.apps:hello", 1, memory_test=True)
+        assert memory[memory.index("--keep-alive") + 1] == "3600"
+        assert int(memory[memory.index("--worker-connections") + 1]) >= 10_000
+    with pytest.raises(ValueError):
+        bench.server_command("nginx", "x", 1)
+
+
+def test_wrk_command_pins_and_sends_the_probe_header() -> None:
+    command = bench.wrk_command("probe", 8001, 500, 6.0, 1)
+    assert command[:3] == ["taskset", "-c", "1"]
+    assert "-c500" in command and "-d6s" in command and "--latency" in command
+    assert command[command.index("-H") + 1] == f"X-Probe-Token: {bench.PROBE_TOKEN}"
+    assert command[-1].endswith(f"/probe/{bench.PROBE_TOKEN}?yields=0")
+    hello_command = bench.wrk_command("hello", 8001, 50, 2.5, None)
+    assert hello_command[0] == "wrk" and "-H" not in hello_command
+    assert hello_command[-1] == "http://127.0.0.1:8001/" and "-d2.5s" in hello_command
+
+
+def test_flags_for_a_quick_run() -> None:
+    args = bench.build_parser().parse_args(
+        ["--duration", "1", "--warmup", "0", "--runs", "1", "--concurrency", "10",
+         "--servers", "ours", "gunicorn", "--idle-connections", "0"])
+    assert (args.duration, args.warmup, args.runs, args.concurrency) == (1.0, 0.0, 1, [10])
+    assert args.servers == ["ours", "gunicorn"] and args.idle_connections == 0
+    defaults = bench.build_parser().parse_args([])
+    assert defaults.runs == 3 and defaults.concurrency == [50, 500]
+    assert defaults.idle_connections == 10_000
+
+
+def test_benchmark_is_in_the_dispatch_table() -> None:
+    assert BENCHMARKS["server"] is bench.main
+
+
+def test_hello_app_is_a_minimal_wsgi_callable() -> None:
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+    body = hello({}, lambda status, headers: seen.append((status, headers)))
+    assert body == [b"Hello, World!"]
+    assert seen == [("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "13")])]
+    hello({}, lambda status, headers: headers.append(("X-Extra", "1")))
+    assert hello({}, lambda status, headers: seen.append((status, headers))) == body
+    assert seen[-1][1] == seen[0][1]  # a fresh header list per call
+
+
+# --------------------------------------------------------------------------- speed-ups
+
+
+def test_batched_metrics_equal_prometheus_own_observations() -> None:
+    """``Metrics.observe`` counts in Python and flushes per turn of the loop; the result
+    must be what per-request ``Counter.inc`` / ``Histogram.observe`` would have written."""
+    script = r"""
+import gevent, json
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from server.metrics import Metrics
+metrics = Metrics()
+durations = [0.0005, 0.001, 0.001000001, 0.003, 0.2, 7.0, 11.0, 0.0]
+for i, d in enumerate(durations):
+    metrics.observe(200 if i % 3 else 500, d)
+gevent.sleep(0)  # the end of this turn of the loop: the batch is written
+reference = Histogram("reference", "", buckets=metrics.duration._upper_bounds[:-1],
+                      registry=CollectorRegistry())
+for d in durations:
+    reference.observe(d)
+def samples(metric):
+    return {(s.name.split("_", 1)[1] if s.name.startswith("reference") else
+             s.name.split("seconds_")[1], tuple(sorted(s.labels.items()))): s.value
+            for m in metric.collect() for s in m.samples if not s.name.endswith("created")}
+out = {"ours": {repr(k): v for k, v in samples(metrics.duration).items()},
+       "ref": {repr(k): v for k, v in samples(reference).items()},
+       "status": {s.labels["status"]: s.value for m in metrics.requests.collect()
+                  for s in m.samples if s.name.endswith("_total")}}
+print(json.dumps(out))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["ours"] == out["ref"]
+    assert out["status"] == {"500": 3.0, "200": 5.0}
