@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .ident import current_context, get_ident, live_contexts, release_context
 from .local import Local, all_locals, live_entries, release_local
-from .manager import LocalManager
+from .manager import LocalManager, ReleasingIterable
 from .propagate import ContextSnapshot, copy_context, spawn
 from .proxy import LocalProxy
 from .stack import LocalStack
@@ -21,6 +21,7 @@ __all__ = [
     "LocalManager",
     "LocalProxy",
     "LocalStack",
+    "ReleasingIterable",
     "all_locals",
     "copy_context",
     "current_context",

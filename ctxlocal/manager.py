@@ -17,13 +17,14 @@ from .ident import get_ident
 from .local import Local, release_local
 from .stack import LocalStack
 
-__all__ = ["LocalManager"]
+__all__ = ["LocalManager", "ReleasingIterable"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class _ReleasingIterable:
-    """Wraps a response iterable: ``close()`` closes it, then runs ``release`` — always once."""
+class ReleasingIterable:
+    """Wraps a response iterable: ``close()`` closes it, then runs ``release`` — exactly once,
+    also when the iterable's own ``close()`` raised."""
 
     __slots__ = ("_iterable", "_release", "_released")
 
@@ -94,7 +95,7 @@ class LocalManager:
             except BaseException:
                 cleanup()
                 raise
-            return _ReleasingIterable(iterable, cleanup)
+            return ReleasingIterable(iterable, cleanup)
 
         return application
 

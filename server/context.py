@@ -24,13 +24,14 @@ import os
 import random
 import re
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import gevent
 from werkzeug.wrappers import Request
 
 import ctxlocal
-from ctxlocal import LocalProxy, LocalStack
+from ctxlocal import LocalProxy, LocalStack, ReleasingIterable
 
 __all__ = [
     "ContextMiddleware",
@@ -156,32 +157,8 @@ def spawn(func: Callable[..., Any], *args: Any, **kwargs: Any) -> gevent.Greenle
     return ctxlocal.spawn(func, *args, **kwargs)
 
 
-class _EndOfRequest:
-    """Response iterable wrapper: ``close()`` closes the app's iterable, then ends the
-    request context — pops it and releases every ctxlocal Local of this greenlet."""
-
-    __slots__ = ("_context", "_ended", "_iterable")
-
-    def __init__(self, iterable: Iterable[bytes], context: RequestContext) -> None:
-        self._iterable = iterable
-        self._context = context
-        self._ended = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._iterable)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._iterable, "close", None)
-            if close is not None:
-                close()
-        finally:
-            if not self._ended:
-                self._ended = True
-                _end(self._context)
-
-
 def _end(context: RequestContext) -> None:
+    """End a request: pop its context, then release every ctxlocal Local of this greenlet."""
     try:
         context.pop()
     finally:
@@ -225,4 +202,5 @@ class ContextMiddleware:
             # still sees the list itself (it frames it with a Content-Length, one send).
             _end(context)
             return iterable
-        return _EndOfRequest(iterable, context)
+        # close() closes the app's iterable, then ends the context — exactly once.
+        return ReleasingIterable(iterable, partial(_end, context))

@@ -1,7 +1,7 @@
 """Reliability cases: hostile HTTP, slow clients, fuzzing, faults — one source of truth.
 
 Every case runs against a real ``python -m server`` on 127.0.0.1 and is defined exactly once,
-here. ``tests/test_reliability_*.py`` parametrize pytest over :data:`CASES`;
+here. ``tests/test_reliability.py`` parametrizes pytest over :data:`CASES`;
 ``python -m tests.reliability_report`` (``make reliability``) runs the same cases and prints
 the case / expected / got table (the README's Reliability section holds one such run).
 

@@ -1,7 +1,7 @@
 """``python -m tests.reliability_report`` (``make reliability``): the reliability table.
 
 Runs every case of ``tests/reliability_cases.py`` — the same definitions the pytest files
-``tests/test_reliability_*.py`` use — group by group against real servers on 127.0.0.1, and
+``tests/test_reliability.py`` uses — group by group against real servers on 127.0.0.1, and
 prints one Markdown table: case, expected, got, PASS/FAIL. Exits 1 if any case failed.
 
     python -m tests.reliability_report                  # every group
