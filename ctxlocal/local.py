@@ -109,7 +109,6 @@ def _install_accessors(cls: type, ident_func: Callable[[], Any] | None) -> None:
     cls.__delattr__ = __delattr__
     cls._ctxlocal_release = staticmethod(release)
     cls._ctxlocal_ident = staticmethod(current_ident)
-    cls._ctxlocal_custom_ident = ident_func
     # The same, as a cell that code outside the class (LocalStack, LocalProxy) keeps a
     # reference to: updated in place, so they see a changed ident without re-installing.
     mode = cls.__dict__.get("_ctxlocal_mode")

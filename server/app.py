@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Response
 
-from .context import ContextMiddleware, request, request_id
+from .context import ContextMiddleware, request, request_id, request_stack
 
 __all__ = ["App", "json_response"]
 
@@ -183,18 +183,13 @@ class App:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]
                  ) -> Iterable[bytes]:
-        # Under our server the context middleware already pushed a context for this app;
-        # elsewhere (another server, a test client) push one ourselves.
-        if environ.get("ctx.request_id") is not None and _context_is_for(environ):
+        # Under our server the context middleware already pushed a context for this very
+        # environ; elsewhere (another server, a test client) push one ourselves.
+        top = request_stack.top
+        if top is not None and top.environ is environ:
             return self.dispatch(environ, start_response)
         return self._standalone(environ, start_response)
 
     def __repr__(self) -> str:
         return f"<App {self.name!r} rules={len(self.view_functions)}>"
 
-
-def _context_is_for(environ: dict[str, Any]) -> bool:
-    from .context import request_stack
-
-    top = request_stack.top
-    return top is not None and top.environ is environ
