@@ -19,7 +19,6 @@ locust.
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import run
+from .server_metrics import parse_samples
 
 POLL_SECONDS = 5.0
 SETTLE_SECONDS = 15.0
@@ -62,15 +62,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def scrape(url: str) -> dict[str, dict[str, float]]:
-    """``{metric: {labels: value}}`` of the ``ctxserver_*`` samples."""
+    """``{sample: {labels: value}}`` from the server's ``/metrics``."""
     with run._NO_PROXY.open(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        match = re.match(r"(ctxserver_\w+)(\{[^}]*\})? (\S+)$", line)
-        if match:
-            samples.setdefault(match[1], {})[match[2] or ""] = float(match[3])
-    return samples
+        return parse_samples(response.read().decode())
 
 
 def answered(samples: dict[str, dict[str, float]]) -> int:

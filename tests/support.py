@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,13 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.run import free_port
+from loadtests.server_metrics import parse_samples
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -119,16 +115,8 @@ def run_cli(*args: str, timeout: float = 20.0,
 
 
 def metric_values(text: str, name: str) -> dict[str, float]:
-    """``{labels: value}`` of one metric family from Prometheus text."""
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            rest = key[len(name):]
-            if rest and not rest.startswith("{"):
-                continue
-            values[rest] = float(value)
-    return values
+    """``{labels: value}`` of one sample name from Prometheus text."""
+    return parse_samples(text).get(name, {})
 
 
 def worker_pids(server: ServerProcess) -> set[str]:

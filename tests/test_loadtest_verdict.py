@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from argparse import Namespace
 from collections.abc import Callable, Iterator
 
@@ -26,6 +25,7 @@ from loadtests.probe_check import (
     failure_message,
     is_leak_message,
 )
+from loadtests.run import free_port
 from loadtests.summary import Tally, decide, format_summary, parse_summary
 
 # Importing locust monkey-patches the whole process with gevent, and this pytest process is
@@ -196,12 +196,6 @@ def test_summary_round_trips_through_its_machine_line() -> None:
 
 
 # -- verdict: the quitting listener on real locust environments --------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 MakeEnv = Callable[..., Environment]
 
