@@ -35,6 +35,7 @@ from server.http import (
     HTTPResponse,
     Limits,
 )
+from tests.http_client import Response, ResponseReader
 
 TEST_LIMITS = Limits(
     max_request_line=1024,
@@ -50,25 +51,13 @@ CLIENT_TIMEOUT = 5.0
 # --------------------------------------------------------------------------- harness
 
 
-@dataclass
-class Response:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-    raw: bytes
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return ",".join(values) if values else None
-
-
 class Client:
-    """A raw-bytes HTTP/1.1 client on a gevent socket, with a tiny response parser."""
+    """A raw-bytes HTTP/1.1 client on a gevent socket; responses are parsed by the tests'
+    shared :class:`~tests.http_client.ResponseReader`."""
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.sock = gevent.socket.create_connection(address, timeout=CLIENT_TIMEOUT)
-        self.buf = b""
+        self.reader = ResponseReader()
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -78,58 +67,35 @@ class Client:
         return self.read_response()
 
     def _fill(self) -> bool:
+        """Receive what is there into the reader's buffer, unparsed; False at EOF."""
         data = self.sock.recv(65536)
-        self.buf += data
+        self.reader.buffer += data
         return bool(data)
 
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            assert self._fill(), f"EOF with {len(self.buf)} of {n} bytes"
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def _line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            assert self._fill(), f"EOF in the middle of a line: {self.buf!r}"
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
     def read_response(self, *, head: bool = False) -> Response:
-        start = len(self.buf)
-        while b"\r\n\r\n" not in self.buf:
-            assert self._fill(), f"EOF before a complete response head: {self.buf!r}"
-        block, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        raw = block + b"\r\n\r\n"
-        status_line, *lines = block.decode("latin-1").split("\r\n")
-        version, status, *reason = status_line.split(" ", 2)
-        assert version == "HTTP/1.1", status_line
-        headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines]
-        resp = Response(int(status), reason[0] if reason else "", headers, b"", raw)  # type: ignore[arg-type]
-        del start
-        if head or resp.status in (204, 304) or resp.status < 200:
-            return resp
-        if resp.header("Transfer-Encoding") == "chunked":
-            resp.body = self._read_chunked()
-        elif resp.header("Content-Length") is not None:
-            resp.body = self._take(int(resp.header("Content-Length") or 0))
-        else:
-            resp.body = self.read_to_eof()
-        resp.raw += resp.body
+        """The next response (``head``: the answer to a HEAD request, without a body)."""
+        reader = self.reader
+        if head:
+            reader.bodiless += 1
+        reader.feed(b"")
+        while not reader.responses:
+            assert reader.error is None, reader.error
+            if not self._fill():
+                reader.finish()
+                assert reader.responses, f"EOF before a complete response: {reader.buffer!r}"
+                break
+            reader.feed(b"")
+        assert reader.error is None, reader.error
+        resp = reader.responses.pop(0)
+        assert resp.head.startswith(b"HTTP/1.1 "), resp.head[:40]
         return resp
 
-    def _read_chunked(self) -> bytes:
-        body = b""
-        while size := int(self._line().split(b";")[0], 16):
-            body += self._take(size)
-            assert self._take(2) == b"\r\n"
-        while self._line():  # trailers
-            pass
-        return body
-
     def read_to_eof(self) -> bytes:
+        """Everything not parsed yet, up to the server's close."""
         while self._fill():
             pass
-        data, self.buf = self.buf, b""
+        data = bytes(self.reader.buffer)
+        self.reader.buffer.clear()
         return data
 
     def assert_closed(self) -> None:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.http_client import Response, ResponseReader
 from tests.support import metric_values, running_server
 
 
@@ -43,15 +44,13 @@ def test_sequential_keep_alive_requests_see_a_fresh_context(server):
         conn.close()
 
 
-def _read_response(sock_file) -> tuple[int, dict[str, str], bytes]:
-    status_line = sock_file.readline()
-    status = int(status_line.split()[1])
-    headers: dict[str, str] = {}
-    while (line := sock_file.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = sock_file.read(int(headers.get("content-length", "0")))
-    return status, headers, body
+def _read_response(sock: socket.socket, reader: ResponseReader) -> Response:
+    while not reader.responses:
+        data = sock.recv(65536)
+        assert data, "connection closed before a complete response"
+        reader.feed(data)
+    assert reader.error is None, reader.error
+    return reader.responses.pop(0)
 
 
 def test_error_then_next_request_on_the_same_connection_is_clean(server):
@@ -59,18 +58,18 @@ def test_error_then_next_request_on_the_same_connection_is_clean(server):
     on that very connection must find nothing of it."""
     token, token2 = secrets.token_hex(16), secrets.token_hex(16)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock_file = sock.makefile("rb")
+        reader = ResponseReader()
         sock.sendall(f"GET /probe/{token}/error HTTP/1.1\r\nHost: x\r\n"
                      f"X-Probe-Token: {token}\r\n\r\n".encode())
-        status, headers, body = _read_response(sock_file)
-        assert status == 500
-        assert b"Traceback" not in body and b"ProbeFailure" not in body
-        assert headers.get("connection") != "close"  # the connection stays usable
+        resp = _read_response(sock, reader)
+        assert resp.status == 500
+        assert b"Traceback" not in resp.body and b"ProbeFailure" not in resp.body
+        assert not resp.closes  # the connection stays usable
         sock.sendall(f"GET /probe/{token2} HTTP/1.1\r\nHost: x\r\n"
                      f"X-Probe-Token: {token2}\r\nX-Request-ID: {token2}\r\n\r\n".encode())
-        status, headers, body = _read_response(sock_file)
-        assert status == 200
-        _assert_clean(json.loads(body), token2)
+        resp = _read_response(sock, reader)
+        assert resp.status == 200
+        _assert_clean(json.loads(resp.body), token2)
     assert "request_id=" in server.log()  # the 500 was logged with its request id
 
 
