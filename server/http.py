@@ -28,7 +28,7 @@ preface (which we map to 505). What this module checks on top: URI length (414),
 header block size and count (431), body size (413), Transfer-Encoding codings
 other than ``chunked`` (501), HTTP/0.9 and HTTP/2.0 request lines (505), timeouts
 (408), more than one Host header (400), and header names containing ``_`` (dropped;
-see ``_env_key``). Deliberately lenient: a missing Host header is accepted.
+see ``env_key``). Deliberately lenient: a missing Host header is accepted.
 """
 
 from __future__ import annotations
@@ -135,18 +135,18 @@ _METHODS = {
     m.encode(): m
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
 }
-_ENV_KEYS: dict[bytes, str | None] = {}
-_ENV_KEYS_MAX = 1024
+ENV_KEYS: dict[bytes, str | None] = {}
+ENV_KEYS_MAX = 1024
 
 
-def _env_key(name: bytes) -> str | None:
+def env_key(name: bytes) -> str | None:
     """Map a header name to its environ key, cached because names repeat on every request.
 
     Names containing ``_`` are dropped (like nginx and gunicorn do): CGI turns ``-`` into
     ``_``, so ``X_Forwarded_For`` would otherwise silently impersonate ``X-Forwarded-For``
     and ``Content_Length`` would become CONTENT_LENGTH without llhttp ever framing by it.
     """
-    key = _ENV_KEYS.get(name, "")
+    key = ENV_KEYS.get(name, "")
     if key != "":
         return key
     if b"_" in name:
@@ -155,12 +155,12 @@ def _env_key(name: bytes) -> str | None:
         key = name.decode("latin-1").upper().replace("-", "_")
         if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             key = "HTTP_" + key
-    if len(_ENV_KEYS) < _ENV_KEYS_MAX:
-        _ENV_KEYS[name] = key
+    if len(ENV_KEYS) < ENV_KEYS_MAX:
+        ENV_KEYS[name] = key
     return key
 
 
-def _split_target(raw: bytes) -> tuple[str, str]:
+def split_target(raw: bytes) -> tuple[str, str]:
     """Return (PATH_INFO, QUERY_STRING) of a request target.
 
     PATH_INFO is percent-decoded and carried as latin-1 "bytes-as-str" (PEP 3333), so
@@ -188,7 +188,7 @@ def _split_target(raw: bytes) -> tuple[str, str]:
 _date_cache: list[Any] = [0, b""]
 
 
-def _date_line() -> bytes:
+def date_line() -> bytes:
     """The ``Date`` header line, formatted once per second rather than per response."""
     now = int(time())
     if _date_cache[0] != now:
@@ -197,16 +197,16 @@ def _date_line() -> bytes:
     return _date_cache[1]
 
 
-def _phrase(status: int) -> str:
+def status_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
 
 
-def _error_body(status: int, reason: str | None) -> bytes:
+def error_body(status: int, reason: str | None) -> bytes:
     """The text/plain body of an error response: status, phrase, and our reason if any."""
-    phrase = _phrase(status)
+    phrase = status_phrase(status)
     text = f"{status} {phrase}: {reason}\n" if reason else f"{status} {phrase}\n"
     return text.encode("utf-8", "replace")
 
@@ -226,16 +226,16 @@ class HTTPRequest:
     """One parsed request head, plus the state of its body as the parser delivers it."""
 
     __slots__ = (
-        "_body",
-        "_complete",
-        "_continue_sent",
-        "_received",
+        "body_buffer",
+        "body_received",
         "chunked",
         "content_length",
+        "continue_sent",
         "environ",
         "expect_continue",
         "http_version",
         "keep_alive",
+        "message_complete",
         "method",
         "response_started",
     )
@@ -262,15 +262,19 @@ class HTTPRequest:
         self.expect_continue = expect_continue
         #: Set by HTTPResponse once the response head is on the wire.
         self.response_started = False
-        self._continue_sent = False
-        self._body = bytearray()
-        self._received = 0
-        self._complete = not chunked and not content_length
+        #: ``100 Continue`` went out (HTTPConnection sends it on the first body read).
+        self.continue_sent = False
+        #: Body bytes the parser delivered and the application has not read yet.
+        self.body_buffer = bytearray()
+        #: Body bytes the parser delivered in all (checked against max_body_size).
+        self.body_received = 0
+        #: The parser has seen the end of this request's body (not necessarily read).
+        self.message_complete = not chunked and not content_length
 
     @property
     def body_complete(self) -> bool:
         """True once the parser has seen the whole body (not necessarily read by the app)."""
-        return self._complete
+        return self.message_complete
 
 
 class RequestBody:
@@ -292,22 +296,22 @@ class RequestBody:
 
     def read(self, size: int | None = -1) -> bytes:
         req = self._req
-        buf = req._body
+        buf = req.body_buffer
         if size is None or size < 0:
-            while not req._complete:
-                self._conn._read_body(req)
+            while not req.message_complete:
+                self._conn.receive_body(req)
             data = bytes(buf)
             buf.clear()
             return data
-        while len(buf) < size and not req._complete:
-            self._conn._read_body(req)
+        while len(buf) < size and not req.message_complete:
+            self._conn.receive_body(req)
         data = bytes(buf[:size])
         del buf[:size]
         return data
 
     def readline(self, size: int | None = -1) -> bytes:
         req = self._req
-        buf = req._body
+        buf = req.body_buffer
         limit = -1 if size is None else size
         start = 0
         while True:
@@ -315,11 +319,11 @@ class RequestBody:
             if end >= 0:
                 end += 1
                 break
-            if req._complete or 0 <= limit <= len(buf):
+            if req.message_complete or 0 <= limit <= len(buf):
                 end = len(buf)
                 break
             start = len(buf)
-            self._conn._read_body(req)
+            self._conn.receive_body(req)
         if 0 <= limit < end:
             end = limit
         data = bytes(buf[:end])
@@ -341,7 +345,7 @@ class RequestBody:
             yield line
 
 
-class _EmptyBody:
+class EmptyBody:
     """``wsgi.input`` of a request without a body; stateless, so one instance serves all."""
 
     __slots__ = ()
@@ -359,7 +363,7 @@ class _EmptyBody:
         return iter(())
 
 
-_EMPTY_BODY = _EmptyBody()
+EMPTY_BODY = EmptyBody()
 
 
 class FileWrapper:
@@ -380,7 +384,7 @@ class FileWrapper:
             close()
 
 
-class _Parser:
+class RequestParser:
     """httptools callbacks: turns fed bytes into queued :class:`HTTPRequest` objects.
 
     Callbacks raise :class:`HTTPError` for the limits llhttp does not enforce; httptools
@@ -468,7 +472,7 @@ class _Parser:
         if not (req.chunked or req.content_length) or self.stopped:
             self.stopped = True  # whatever follows is not HTTP/1.1 we could parse
             return
-        req._complete = False
+        req.message_complete = False
         self._resume = req
         self.parser = httptools.HttpRequestParser(self)
         framing = (
@@ -516,7 +520,7 @@ class _Parser:
             raise HTTPError(431, "header block too large")
         if self._msg is not None:
             return  # a chunked trailer: counted against the limits, otherwise ignored
-        key = _ENV_KEYS.get(name) or _env_key(name)
+        key = ENV_KEYS.get(name) or env_key(name)
         if key is None:
             return
         text = value.rstrip(b" \t").decode("latin-1")
@@ -571,16 +575,16 @@ class _Parser:
         self.stall = 0
         req = self._msg
         assert req is not None
-        req._received += len(data)
+        req.body_received += len(data)
         limit = self._limits.max_body_size
-        if limit and req._received > limit:
+        if limit and req.body_received > limit:
             raise HTTPError(413, "request body too large")
-        req._body += data
+        req.body_buffer += data
 
     def on_message_complete(self) -> None:
         self.in_message = False
         if self._msg is not None:
-            self._msg._complete = True
+            self._msg.message_complete = True
             self._msg = None
 
 
@@ -589,7 +593,7 @@ class _Parser:
 _BASE_ENVIRONS: dict[tuple[str, str, str], dict[str, Any]] = {}
 
 
-def _base_environ(server_name: str, server_port: str, url_scheme: str) -> dict[str, Any]:
+def base_environ(server_name: str, server_port: str, url_scheme: str) -> dict[str, Any]:
     """The environ keys that are the same for every request to one listener.
 
     Shared by its connections (never handed out: each request gets a copy), so that an
@@ -711,12 +715,12 @@ class HTTPConnection:
         self._url_scheme = url_scheme
         self._server_name = server_name
         self._server_port = str(server_port)
-        self._server_line = (
+        self.server_line = (
             b"Server: " + server_software.encode("latin-1") + b"\r\n" if server_software else b""
         )
-        self._keep_alive_allowed = limits.keep_alive > 0
-        self._base_environ = _base_environ(server_name, self._server_port, url_scheme)
-        self._parser = _Parser(limits, self._make_environ)
+        self.keep_alive_allowed = limits.keep_alive > 0
+        self._environ_base = base_environ(server_name, self._server_port, url_scheme)
+        self._parser = RequestParser(limits, self._make_environ)
         self._current: HTTPRequest | None = None
         self._served = 0
         self._accepted_at = monotonic()
@@ -742,7 +746,7 @@ class HTTPConnection:
         current = self._current
         if current is not None:
             self._current = None
-            if not current._complete and not self._discard_body(current):
+            if not current.message_complete and not self._discard_body(current):
                 return None
         ready = self._parser.ready
         if not ready and not self._await_head():
@@ -830,11 +834,11 @@ class HTTPConnection:
             self._eof = True
         return len(data)
 
-    def _read_body(self, req: HTTPRequest) -> None:
+    def receive_body(self, req: HTTPRequest) -> None:
         """Receive more body bytes for ``req`` (called by RequestBody when it runs dry)."""
-        if req.expect_continue and not req._continue_sent and not req.response_started:
-            req._continue_sent = True
-            self._sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if req.expect_continue and not req.continue_sent and not req.response_started:
+            req.continue_sent = True
+            self.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
         parser = self._parser
         if parser.error is not None:
             raise parser.error
@@ -849,16 +853,16 @@ class HTTPConnection:
 
     def _discard_body(self, req: HTTPRequest) -> bool:
         """Skip the unread rest of ``req``'s body; False if not worth it (then close)."""
-        if req.expect_continue and not req._continue_sent:
+        if req.expect_continue and not req.continue_sent:
             return False  # the client waits for our go-ahead; the body will never come
         length = req.content_length
-        if length is not None and length - req._received > DISCARD_LIMIT:
+        if length is not None and length - req.body_received > DISCARD_LIMIT:
             return False
         budget = DISCARD_LIMIT
         timeout = self.limits.header_timeout
         parser = self._parser
-        while not req._complete:
-            req._body.clear()
+        while not req.message_complete:
+            req.body_buffer.clear()
             if parser.error is not None or parser.stopped or budget <= 0:
                 return False
             try:
@@ -868,15 +872,15 @@ class HTTPConnection:
             if not n:
                 return False
             budget -= n
-        req._body.clear()
+        req.body_buffer.clear()
         return True
 
     def _make_environ(self, req: HTTPRequest, url: bytes, headers: dict[str, str]) -> None:
-        path, query = _split_target(url)
+        path, query = split_target(url)
         raw_uri = url.decode("latin-1")
         # A copy of the connection's constant part (a fast clone of a dict) and the
         # per-request keys on top: ~40 % cheaper than one dict display with all of them.
-        environ = self._base_environ.copy()
+        environ = self._environ_base.copy()
         environ["REMOTE_ADDR"] = self.remote_addr
         environ["REMOTE_PORT"] = self.remote_port
         environ["REQUEST_METHOD"] = req.method
@@ -884,7 +888,7 @@ class HTTPConnection:
         environ["QUERY_STRING"] = query
         environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
         environ["SERVER_PROTOCOL"] = req.http_version
-        environ["wsgi.input"] = _EMPTY_BODY if req._complete else RequestBody(self, req)
+        environ["wsgi.input"] = EMPTY_BODY if req.message_complete else RequestBody(self, req)
         environ["wsgi.errors"] = sys.stderr
         environ.update(headers)
         req.environ = environ
@@ -901,7 +905,7 @@ class HTTPConnection:
             self.sock.settimeout(timeout)
             self._sock_timeout = timeout
 
-    def _sendall(self, data: bytes) -> None:
+    def sendall(self, data: bytes) -> None:
         sock = self.sock
         try:
             self._settimeout(self.limits.send_timeout)
@@ -920,16 +924,16 @@ class HTTPConnection:
         client is already gone); never raises for a dead socket.
         """
         self.closing = True
-        phrase = _phrase(status)
-        body = _error_body(status, reason)
+        phrase = status_phrase(status)
+        body = error_body(status, reason)
         head = b"".join(
             (
                 b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("latin-1")),
                 b"Content-Type: text/plain; charset=utf-8\r\n",
                 b"Content-Length: %d\r\n" % len(body),
                 b"Connection: close\r\n",
-                _date_line(),
-                self._server_line,
+                date_line(),
+                self.server_line,
                 b"\r\n",
             )
         )
@@ -937,12 +941,12 @@ class HTTPConnection:
         if current is not None and current.method == "HEAD":
             body = b""
         try:
-            self._sendall(head + body)
+            self.sendall(head + body)
         except ClientDisconnected:
             return 0
         return len(body)
 
-    def _sendfile(self, fd: int, offset: int, count: int) -> int:
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
         """os.sendfile on the non-blocking gevent socket, yielding to the hub on EAGAIN."""
         sockfd = self.sock.fileno()
         timeout = self.limits.send_timeout
@@ -1041,7 +1045,7 @@ def _parse_status(status: str) -> tuple[int, bytes]:
     if match is None:
         raise ValueError(f"invalid status {status!r}")
     code = int(match[1])
-    text = f"{code} {_phrase(code)}" if match[2] is None else status
+    text = f"{code} {status_phrase(code)}" if match[2] is None else status
     parsed = code, b"HTTP/1.1 " + text.encode("latin-1") + b"\r\n"
     if len(_STATUS_CACHE) < _STATUS_CACHE_MAX:
         _STATUS_CACHE[status] = parsed
@@ -1196,13 +1200,13 @@ class HTTPResponse:
             return
         mode = self._mode
         if mode == _CHUNKED:
-            self._conn._sendall(b"%x\r\n%b\r\n" % (len(data), data))
+            self._conn.sendall(b"%x\r\n%b\r\n" % (len(data), data))
         elif mode == _LENGTH:
             data = self._clip(data)
             if data:
-                self._conn._sendall(data)
+                self._conn.sendall(data)
         elif mode == _CLOSE:
-            self._conn._sendall(data)
+            self._conn.sendall(data)
         else:
             return
         self.bytes_sent += len(data)
@@ -1231,7 +1235,7 @@ class HTTPResponse:
         if not self.headers_sent:
             self._send_head(b"", final=True)
         elif self._mode == _CHUNKED:
-            self._conn._sendall(b"0\r\n\r\n")
+            self._conn.sendall(b"0\r\n\r\n")
         mode = self._mode
         if mode == _CLOSE or (mode == _LENGTH and self.bytes_sent < (self._length or 0)):
             self.keep_alive = False  # the client can only find the end by our closing
@@ -1256,11 +1260,12 @@ class HTTPResponse:
             self.bytes_sent = self._conn.send_error(status, reason)
             return
         self.status_code = status
-        self._status_line = b"HTTP/1.1 %d %s\r\n" % (status, _phrase(status).encode("latin-1"))
+        phrase = status_phrase(status).encode("latin-1")
+        self._status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
         self._header_block = b"Content-Type: text/plain; charset=utf-8\r\n"
         self._length = self._length_hint = None
         self._app_close = self._has_date = self._has_server = False
-        self._send_head(_error_body(status, reason), final=True)
+        self._send_head(error_body(status, reason), final=True)
         self.finish()
 
     # -- internals
@@ -1282,10 +1287,10 @@ class HTTPResponse:
         code = self.status_code
         keep_alive = (
             self.keep_alive
-            and conn._keep_alive_allowed
+            and conn.keep_alive_allowed
             and not conn.closing
             and not self._app_close
-            and not (req.expect_continue and not req._continue_sent and not req._complete)
+            and not (req.expect_continue and not req.continue_sent and not req.message_complete)
         )
         length = self._length
         added_length = None
@@ -1312,9 +1317,9 @@ class HTTPResponse:
         if mode == _CHUNKED:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         if not self._has_date:
-            parts.append(_date_line())
+            parts.append(date_line())
         if not self._has_server:
-            parts.append(conn._server_line)
+            parts.append(conn.server_line)
         if not keep_alive:
             parts.append(b"Connection: close\r\n")
         elif req.http_version == "HTTP/1.0":
@@ -1335,10 +1340,10 @@ class HTTPResponse:
         req.response_started = True
         if len(data) > COALESCE_LIMIT and mode != _CHUNKED:
             body = parts.pop()
-            conn._sendall(b"".join(parts))
-            conn._sendall(body)
+            conn.sendall(b"".join(parts))
+            conn.sendall(body)
         else:
-            conn._sendall(b"".join(parts))
+            conn.sendall(b"".join(parts))
         self.bytes_sent += len(data)
 
     def _sendfile(self, wrapper: FileWrapper) -> bool:
@@ -1360,7 +1365,7 @@ class HTTPResponse:
         count = min(size, self._length or 0)
         sent = 0
         try:
-            sent = self._conn._sendfile(fd, offset, count)
+            sent = self._conn.sendfile(fd, offset, count)
         finally:
             self.bytes_sent += sent
             filelike.seek(offset + sent)

@@ -903,13 +903,13 @@ def test_start_response_exc_info_after_headers_sent_reraises() -> None:
 
     class Conn:  # the smallest stand-in for HTTPConnection that HTTPResponse needs
         closing = False
-        _keep_alive_allowed = True
-        _server_line = b""
+        keep_alive_allowed = True
+        server_line = b""
 
         def __init__(self) -> None:
             self.sent: list[bytes] = []
 
-        def _sendall(self, data: bytes) -> None:
+        def sendall(self, data: bytes) -> None:
             self.sent.append(data)
 
     from server.http import HTTPRequest
