@@ -908,6 +908,7 @@ def test_start_response_exc_info_after_headers_sent_reraises() -> None:
 
         def __init__(self) -> None:
             self.sent: list[bytes] = []
+            self.transport = self  # HTTPResponse sends through conn.transport
 
         def sendall(self, data: bytes) -> None:
             self.sent.append(data)

@@ -1,0 +1,165 @@
+"""One request as the parser delivers it: the facts of its head, and its body (``wsgi.input``).
+
+The body arrives on demand: :class:`RequestBody` asks its :class:`BodySource` (the
+connection) for more bytes only when the application reads past what the parser has
+delivered, so memory is bounded by one receive buffer plus what the app has not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+__all__ = ["EMPTY_BODY", "BodySource", "EmptyBody", "HTTPRequest", "RequestBody"]
+
+class HTTPRequest:
+    """One parsed request head, plus the state of its body as the parser delivers it."""
+
+    __slots__ = (
+        "body_buffer",
+        "body_received",
+        "chunked",
+        "content_length",
+        "continue_sent",
+        "environ",
+        "expect_continue",
+        "http_version",
+        "keep_alive",
+        "message_complete",
+        "method",
+        "response_started",
+    )
+
+    environ: dict[str, Any]
+
+    def __init__(
+        self,
+        method: str,
+        http_version: str,
+        keep_alive: bool,
+        content_length: int | None,
+        chunked: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        #: "HTTP/1.1" or "HTTP/1.0".
+        self.http_version = http_version
+        #: Whether the client allows another request on this connection after this one.
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        #: Client sent ``Expect: 100-continue`` (HTTP/1.1 with a body only).
+        self.expect_continue = expect_continue
+        #: Set by HTTPResponse once the response head is on the wire.
+        self.response_started = False
+        #: ``100 Continue`` went out (HTTPConnection sends it on the first body read).
+        self.continue_sent = False
+        #: Body bytes the parser delivered and the application has not read yet.
+        self.body_buffer = bytearray()
+        #: Body bytes the parser delivered in all (checked against max_body_size).
+        self.body_received = 0
+        #: The parser has seen the end of this request's body (not necessarily read).
+        self.message_complete = not chunked and not content_length
+
+    @property
+    def body_complete(self) -> bool:
+        """True once the parser has seen the whole body (not necessarily read by the app)."""
+        return self.message_complete
+
+
+class BodySource(Protocol):
+    """Where a :class:`RequestBody` gets more bytes: the connection the request came on."""
+
+    def receive_body(self, request: HTTPRequest) -> None:
+        """Deliver more of ``request``'s body into its ``body_buffer``, or raise
+        ``HTTPError`` (408, 413, a framing error) or ``ClientDisconnected``."""
+
+
+class RequestBody:
+    """``wsgi.input``: reads the body of one request off the connection on demand.
+
+    Honours Content-Length and chunked framing (trailers are accepted and ignored) and
+    returns ``b""`` at the end (``wsgi.input_terminated``). The first read that needs
+    bytes from the network answers ``Expect: 100-continue``. Raises ``HTTPError(413)``
+    past ``max_body_size``, ``HTTPError(408)`` when the client stalls longer than
+    ``header_timeout``, and :class:`ClientDisconnected` (an ``HTTPError(400)`` *and* a
+    ``ConnectionError``) when the client goes away mid-body.
+    """
+
+    __slots__ = ("_conn", "_req")
+
+    def __init__(self, conn: BodySource, request: HTTPRequest) -> None:
+        self._conn = conn
+        self._req = request
+
+    def read(self, size: int | None = -1) -> bytes:
+        req = self._req
+        buf = req.body_buffer
+        if size is None or size < 0:
+            while not req.message_complete:
+                self._conn.receive_body(req)
+            data = bytes(buf)
+            buf.clear()
+            return data
+        while len(buf) < size and not req.message_complete:
+            self._conn.receive_body(req)
+        data = bytes(buf[:size])
+        del buf[:size]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        req = self._req
+        buf = req.body_buffer
+        limit = -1 if size is None else size
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                break
+            if req.message_complete or 0 <= limit <= len(buf):
+                end = len(buf)
+                break
+            start = len(buf)
+            self._conn.receive_body(req)
+        if 0 <= limit < end:
+            end = limit
+        data = bytes(buf[:end])
+        del buf[:end]
+        return data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while line := self.readline():
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+class EmptyBody:
+    """``wsgi.input`` of a request without a body; stateless, so one instance serves all."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+EMPTY_BODY = EmptyBody()
+

@@ -1,0 +1,300 @@
+"""The response writer: PEP 3333 ``start_response``, the body's framing, head and body on the wire.
+
+:class:`HTTPResponse` answers one :class:`~server.http.request.HTTPRequest` through its
+connection's transport; what the head says about the application's headers is
+:mod:`server.http.headers`' business.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .errors import error_body
+from .headers import date_line, encode_headers, parse_status, status_phrase
+from .request import HTTPRequest
+
+if TYPE_CHECKING:
+    from .connection import HTTPConnection
+
+__all__ = ["COALESCE_LIMIT", "FileWrapper", "HTTPResponse"]
+
+#: First-chunk size up to which headers and body go out in one sendall (a copy is cheaper
+#: than a second syscall and a second packet); larger bodies are sent after the head.
+COALESCE_LIMIT = 65536
+
+# Framing modes of a response body.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
+
+class FileWrapper:
+    """``wsgi.file_wrapper`` (PEP 3333): lets the server ``sendfile`` a real file."""
+
+    def __init__(self, filelike: BinaryIO, blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read, blksize = self.filelike.read, self.blksize
+        while data := read(blksize):
+            yield data
+
+    def close(self) -> None:
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+
+
+
+class HTTPResponse:
+    """The response to one :class:`HTTPRequest`: PEP 3333 ``start_response`` and friends.
+
+    Framing: the application's Content-Length when given (never more bytes than it:
+    the excess is dropped and the connection closed); else a length computed from a
+    list/tuple body or an empty body; else chunked for HTTP/1.1; else close-delimited.
+    HEAD, 1xx, 204 and 304 responses carry no body. The head is delayed until the first
+    non-empty body chunk and sent with it in one ``sendall``.
+    """
+
+    __slots__ = (
+        "_app_close",
+        "_conn",
+        "_has_date",
+        "_has_server",
+        "_header_block",
+        "_length",
+        "_length_hint",
+        "_mode",
+        "_request",
+        "_status_line",
+        "bytes_sent",
+        "headers_sent",
+        "keep_alive",
+        "status_code",
+    )
+
+    def __init__(self, conn: HTTPConnection, request: HTTPRequest) -> None:
+        self._conn = conn
+        self._request = request
+        #: Status of the response (0 until start_response or send_error).
+        self.status_code = 0
+        #: Body bytes written to the socket (excluding head and chunk framing).
+        self.bytes_sent = 0
+        self.headers_sent = False
+        #: Whether the connection may serve another request after this one.
+        self.keep_alive = request.keep_alive
+        self._status_line: bytes | None = None
+        self._header_block = b""
+        self._length: int | None = None
+        self._length_hint: int | None = None
+        self._app_close = self._has_date = self._has_server = False
+        self._mode = _NONE
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        """PEP 3333 ``start_response``. Raises ValueError/TypeError on invalid input."""
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # break the frame <-> traceback cycle
+        elif self._status_line is not None:
+            raise RuntimeError("start_response() called twice without exc_info")
+        code, line = parse_status(status)
+        block, length, close, has_date, has_server = encode_headers(headers)
+        self.status_code = code
+        self._status_line = line
+        self._header_block = block
+        self._length = length
+        self._app_close = close
+        self._has_date = has_date
+        self._has_server = has_server
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333 ``write`` callable; also used for every chunk of the app iterable."""
+        if type(data) is not bytes:
+            if isinstance(data, str):
+                raise TypeError("response body must be bytes, not str")
+            data = bytes(data)
+        if not self.headers_sent:
+            self._send_head(data, final=False)
+            return
+        if not data:
+            return
+        mode = self._mode
+        if mode == _CHUNKED:
+            self._conn.transport.sendall(b"%x\r\n%b\r\n" % (len(data), data))
+        elif mode == _LENGTH:
+            data = self._clip(data)
+            if data:
+                self._conn.transport.sendall(data)
+        elif mode == _CLOSE:
+            self._conn.transport.sendall(data)
+        else:
+            return
+        self.bytes_sent += len(data)
+
+    def send_iterable(self, app_iter: Iterable[bytes]) -> None:
+        """Write every chunk of a WSGI response iterable, then :meth:`finish`.
+
+        Does not close the iterable: that is the caller's job, in a ``finally``.
+        """
+        if type(app_iter) is FileWrapper and not self.headers_sent and self._sendfile(app_iter):
+            self.finish()
+            return
+        if type(app_iter) in (list, tuple) and not self.headers_sent:
+            try:
+                self._length_hint = sum(map(len, app_iter))  # type: ignore[arg-type]
+            except TypeError:
+                self._length_hint = None
+        write = self.write
+        for data in app_iter:
+            if data:
+                write(data)
+        self.finish()
+
+    def finish(self) -> None:
+        """End the body: send the head if nothing was written, the last chunk if chunked."""
+        if not self.headers_sent:
+            self._send_head(b"", final=True)
+        elif self._mode == _CHUNKED:
+            self._conn.transport.sendall(b"0\r\n\r\n")
+        mode = self._mode
+        if mode == _CLOSE or (mode == _LENGTH and self.bytes_sent < (self._length or 0)):
+            self.keep_alive = False  # the client can only find the end by our closing
+
+    def send_error(self, status: int, reason: str | None = None, *, close: bool = True) -> None:
+        """Answer with a short text/plain error instead (only before the head was sent).
+
+        ``close=True`` (protocol errors: the stream may be out of sync) goes through
+        :meth:`HTTPConnection.send_error` and ends the connection. ``close=False`` is for
+        an application that failed cleanly before responding: the request was framed
+        correctly, so the connection may be kept alive under the usual rules -- which is
+        also what lets a keep-alive client prove the next request sees nothing of the
+        failed one.
+        """
+        if self.headers_sent:
+            raise RuntimeError("response already started")
+        if close:
+            self.headers_sent = True
+            self._request.response_started = True
+            self.status_code = status
+            self.keep_alive = False
+            self.bytes_sent = self._conn.send_error(status, reason)
+            return
+        self.status_code = status
+        phrase = status_phrase(status).encode("latin-1")
+        self._status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+        self._header_block = b"Content-Type: text/plain; charset=utf-8\r\n"
+        self._length = self._length_hint = None
+        self._app_close = self._has_date = self._has_server = False
+        self._send_head(error_body(status, reason), final=True)
+        self.finish()
+
+    # -- internals
+
+    def _clip(self, data: bytes) -> bytes:
+        """Never send more than the announced Content-Length; close if the app tried."""
+        remaining = (self._length or 0) - self.bytes_sent
+        if len(data) > remaining:
+            self.keep_alive = False
+            return data[:remaining]
+        return data
+
+    def _send_head(self, data: bytes, *, final: bool) -> None:
+        """Decide the framing, then send the head together with the first chunk."""
+        if self._status_line is None:
+            raise RuntimeError("start_response() was not called before the body")
+        req = self._request
+        conn = self._conn
+        code = self.status_code
+        keep_alive = (
+            self.keep_alive
+            and conn.keep_alive_allowed
+            and not conn.closing
+            and not self._app_close
+            and not (req.expect_continue and not req.continue_sent and not req.message_complete)
+        )
+        length = self._length
+        added_length = None
+        if code < 200 or code in (204, 304):
+            mode = _NONE
+            keep_alive = keep_alive and code >= 200  # an app-sent 1xx breaks the exchange
+        else:
+            if length is None:
+                added_length = length = len(data) if final else self._length_hint
+            if req.method == "HEAD":
+                mode = _NONE
+            elif length is not None:
+                mode = _LENGTH
+            elif req.http_version == "HTTP/1.1":
+                mode = _CHUNKED
+            else:
+                mode = _CLOSE
+                keep_alive = False
+        self._mode = mode
+        self._length = length
+        parts = [self._status_line, self._header_block]
+        if added_length is not None:
+            parts.append(b"Content-Length: %d\r\n" % added_length)
+        if mode == _CHUNKED:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if not self._has_date:
+            parts.append(date_line())
+        if not self._has_server:
+            parts.append(conn.server_line)
+        if not keep_alive:
+            parts.append(b"Connection: close\r\n")
+        elif req.http_version == "HTTP/1.0":
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        if data and mode != _NONE:
+            if mode == _LENGTH:
+                data = self._clip(data)
+                keep_alive = keep_alive and self.keep_alive
+            if mode == _CHUNKED:
+                parts.append(b"%x\r\n%b\r\n" % (len(data), data))
+            else:
+                parts.append(data)
+        else:
+            data = b""
+        self.keep_alive = keep_alive
+        self.headers_sent = True
+        req.response_started = True
+        if len(data) > COALESCE_LIMIT and mode != _CHUNKED:
+            body = parts.pop()
+            conn.transport.sendall(b"".join(parts))
+            conn.transport.sendall(body)
+        else:
+            conn.transport.sendall(b"".join(parts))
+        self.bytes_sent += len(data)
+
+    def _sendfile(self, wrapper: FileWrapper) -> bool:
+        """Send a regular file with os.sendfile; False to fall back to iterating it."""
+        filelike = wrapper.filelike
+        try:
+            fd = filelike.fileno()
+            st = os.fstat(fd)
+            offset = filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not stat.S_ISREG(st.st_mode) or self._status_line is None:
+            return False
+        size = max(st.st_size - offset, 0)
+        self._length_hint = size
+        self._send_head(b"", final=False)
+        if self._mode != _LENGTH:
+            return True  # HEAD / no-body status: the head was all there was to send
+        count = min(size, self._length or 0)
+        sent = 0
+        try:
+            sent = self._conn.transport.sendfile(fd, offset, count)
+        finally:
+            self.bytes_sent += sent
+            filelike.seek(offset + sent)
+        return True
