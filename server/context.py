@@ -7,7 +7,7 @@ request's greenlet — after the response iterable has been exhausted and ``clos
 also when the app raised or the client went away.  (A response that is a plain list or
 tuple runs no app code when iterated and has no ``close()``: its context ends as soon as
 the app returns it.)  The server runs each request in a
-greenlet of its own (see :mod:`server.connection`), so this is the second of two guards.
+greenlet of its own (see :mod:`server.handler`), so this is the second of two guards.
 
 Usage from an app::
 

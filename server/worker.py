@@ -28,8 +28,8 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from .config import Config
-from .connection import ConnectionHandler
 from .context import ContextMiddleware
+from .handler import ConnectionHandler
 from .http import Limits
 from .logs import AccessLog
 from .metrics import Metrics

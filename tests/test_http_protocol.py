@@ -26,7 +26,7 @@ from gevent.server import StreamServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.connection import ConnectionHandler
+from server.handler import ConnectionHandler
 from server.http import (
     ClientDisconnected,
     FileWrapper,

@@ -1,4 +1,4 @@
-"""The per-connection loop: read a request, run the WSGI app in a fresh greenlet, repeat.
+"""The keep-alive loop of a connection: read a request, run the app in a fresh greenlet, repeat.
 
 The fresh greenlet per request is the point of this module. Greenlet-keyed context
 (a ``threading.local`` under monkey-patching, ``gevent.local.local``, our
@@ -153,34 +153,34 @@ class ConnectionHandler:
             # to it runs the request at once (no round trip through the hub's callback
             # queue, as gevent.spawn + join would take), and when it ends -- after every
             # switch to the hub its I/O needed -- control comes straight back here.
-            worker = RawGreenlet(self._handle)
+            request_greenlet = RawGreenlet(self._handle)
             try:
-                worker.switch(request, response)
+                request_greenlet.switch(request, response)
             except BaseException:  # GreenletExit (server stop), Timeout: orphan nothing
                 # Also reached when an exception the request greenlet did not catch
                 # (SystemExit...) ended it; then it is dead already and that propagates.
-                self._abandon(worker)
+                self._abandon(request_greenlet)
                 raise
             keep_alive = response.keep_alive
             # The request is over: what an idle keep-alive connection holds on to while it
             # waits for the next one should not include the last request's environ.
             request.environ = _DONE
-            del worker, request, response
+            del request_greenlet, request, response
             if not keep_alive or conn.closing:
                 return
 
-    def _abandon(self, worker: RawGreenlet) -> None:
-        """This connection greenlet was interrupted while ``worker`` ran: kill the request
+    def _abandon(self, request_greenlet: RawGreenlet) -> None:
+        """This connection greenlet was interrupted while ``request_greenlet`` ran: kill it
         (its ``finally`` blocks and the iterable's close() run), waiting up to KILL_TIMEOUT.
 
         A request greenlet that outlives that is handed to the hub as its parent: it must
         never end into this greenlet, which by then is waiting for something else.
         """
-        if worker.dead:
+        if request_greenlet.dead:
             return
         timer = gevent.Timeout.start_new(KILL_TIMEOUT)
         try:
-            worker.throw(GreenletExit)  # returns here once the request greenlet ended
+            request_greenlet.throw(GreenletExit)  # returns here once it has ended
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
@@ -188,8 +188,8 @@ class ConnectionHandler:
             self.logger.exception("error while killing a request")
         finally:
             timer.close()
-            if not worker.dead:
-                worker.parent = gevent.get_hub()
+            if not request_greenlet.dead:
+                request_greenlet.parent = gevent.get_hub()
 
     def _reject(self, conn: HTTPConnection, exc: HTTPError, started: float) -> None:
         """Answer a request the protocol layer refused; the connection then closes."""
