@@ -73,6 +73,7 @@ class ConnectionHandler:
         on_response: OnResponse | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        # Per-server state (one listener's)
         self.app = app
         self.limits = limits
         self.url_scheme = url_scheme
@@ -81,14 +82,16 @@ class ConnectionHandler:
         self.server_software = server_software
         self.on_response = on_response
         self.logger = logger or logging.getLogger(__name__)
-        #: Set by drain(): no connection is kept alive any more.
-        self.closing = False
-        self._grace_until = 0.0
-        #: Requests whose application greenlet is running.
-        self.active_requests = 0
         #: Keeps the keep-alive deadlines of all our connections (one timer, not one per wait).
         self._idle_timer = IdleTimer.for_limits(limits)
         self._connections: set[HTTPConnection] = set()
+        #: Requests whose application greenlet is running.
+        self.active_requests = 0
+        # Drain state
+        #: Set by drain(): no connection is kept alive any more.
+        self.closing = False
+        #: Until then (monotonic) an idle connection may still deliver one more request.
+        self._drain_deadline = 0.0
 
     @property
     def open_connections(self) -> int:
@@ -103,9 +106,9 @@ class ConnectionHandler:
         a client that sent its next request as the drain began is answered, not cut off.
         """
         self.closing = True
-        self._grace_until = monotonic() + idle_grace
+        self._drain_deadline = monotonic() + idle_grace
         for conn in list(self._connections):
-            conn.close_when_idle(idle_grace)
+            conn.close_when_idle(self._drain_deadline)
         if idle_grace > 0:
             gevent.spawn_later(idle_grace, self._close_idle)
 
@@ -125,7 +128,7 @@ class ConnectionHandler:
             idle_timer=self._idle_timer,
         )
         if self.closing:
-            conn.close_when_idle(self._grace_until - monotonic())
+            conn.close_when_idle(self._drain_deadline)
         self._connections.add(conn)
         try:
             self._serve(conn)
@@ -161,12 +164,14 @@ class ConnectionHandler:
                 # (SystemExit...) ended it; then it is dead already and that propagates.
                 self._abandon(request_greenlet)
                 raise
+            if conn.closing:  # a drain began after the head said keep-alive
+                response.close_after("the server is draining")
             keep_alive = response.keep_alive
             # The request is over: what an idle keep-alive connection holds on to while it
             # waits for the next one should not include the last request's environ.
             request.environ = _DONE
             del request_greenlet, request, response
-            if not keep_alive or conn.closing:
+            if not keep_alive:
                 return
 
     def _abandon(self, request_greenlet: RawGreenlet) -> None:
@@ -217,8 +222,7 @@ class ConnectionHandler:
             app_iter = self.app(environ, response.start_response)
             response.send_iterable(app_iter)
         except ClientDisconnected as exc:
-            response.keep_alive = False
-            self.logger.debug("client %s went away: %s", environ["REMOTE_ADDR"], exc)
+            response.close_after(f"client went away: {exc}")
         except HTTPError as exc:  # raised out of wsgi.input: 413, 408, bad chunk...
             self._fail(response, exc.status, exc.reason)
         except (Exception, gevent.Timeout):
@@ -243,18 +247,20 @@ class ConnectionHandler:
         the case where per-connection "request context" leaks in other servers.)
         """
         if response.headers_sent:
-            response.keep_alive = False  # the client got a truncated response
+            # The client got a truncated response; only our closing can tell it so.
+            response.close_after("the application failed after its response had started")
             return
         try:
             response.send_error(500, close=False)
-        except ClientDisconnected:
-            response.keep_alive = False
+        except ClientDisconnected as exc:
+            response.close_after(f"client went away: {exc}")
 
     def _fail(self, response: HTTPResponse, status: int, reason: str | None) -> None:
         """Protocol error: answer ``status`` if nothing was sent yet; the connection dies."""
-        response.keep_alive = False
-        if not response.headers_sent:
-            response.send_error(status, reason)
+        if response.headers_sent:
+            response.close_after(f"{status} {reason} after the response had started")
+        else:
+            response.send_error(status, reason)  # closes
 
     def _close_iterable(self, app_iter: Any, environ: dict[str, Any]) -> None:
         close = getattr(app_iter, "close", None)

@@ -48,12 +48,11 @@ class HTTPConnection:
         server_software: str | None = "ctxserver",
         idle_timer: IdleTimer | None = None,
     ) -> None:
+        # Per-connection state
         self.address = address
         self.limits = limits = limits or Limits()
         #: The socket side: every byte in and out goes through it.
         self.transport = Transport(sock, limits, idle_timer)
-        self.closing = False
-        self.idle = False
         if isinstance(address, tuple) and len(address) >= 2:
             self.remote_addr, self.remote_port = str(address[0]), str(address[1])
         else:  # unix socket: the peer has no address
@@ -62,15 +61,22 @@ class HTTPConnection:
         self.keep_alive_allowed = limits.keep_alive > 0
         self._environ_base = base_environ(server_name, str(server_port), url_scheme)
         self._parser = RequestParser(limits, self._make_environ)
-        self._current: HTTPRequest | None = None
-        self._served = 0
         self._accepted_at = monotonic()
+        self._served = 0
+        # Per-request state
+        #: The request handed out last; its unread body is skipped before the next one.
+        self._current: HTTPRequest | None = None
+        #: Waiting for the first byte of a new request (see the class docstring).
+        self.idle = False
+        # Closing
+        self.closing = False
+        #: While closing, an idle connection still waits for a request until then
+        #: (monotonic; the handler's drain deadline).
+        self._drain_deadline = 0.0
         #: Closing because the connection sat idle: no response of ours can be in flight
         #: and no client bytes are unread, so close() need not linger (which would hold
         #: the --worker-connections slot up to LINGER_SECONDS longer for nothing).
         self._idle_expired = False
-        #: While closing, an idle connection still waits for a request until then.
-        self._grace_until = 0.0
 
     # -- reading requests
 
@@ -117,8 +123,8 @@ class HTTPConnection:
                     raise HTTPError(408, "request head not received in time")
             else:
                 timeout = idle_deadline - monotonic()
-                if self.closing:  # draining: wait no longer than close_when_idle's grace
-                    timeout = min(timeout, self._grace_until - monotonic())
+                if self.closing:  # draining: wait no longer than the drain deadline
+                    timeout = min(timeout, self._drain_deadline - monotonic())
                 if timeout <= 0:
                     self._idle_expired = True
                     return False
@@ -206,17 +212,18 @@ class HTTPConnection:
 
     # -- closing
 
-    def close_when_idle(self, grace: float = 0.0) -> None:
+    def close_when_idle(self, until: float = 0.0) -> None:
         """Mark the connection closing; if it is waiting for a next request, end it now.
 
-        With ``grace`` it may wait that many seconds more: a request arriving meanwhile
-        (a busy keep-alive client's next one is usually on its way already) is still
-        served, with ``Connection: close``, instead of being cut off unanswered. A read
-        already waiting is not woken at the end of the grace: call again without one.
+        With ``until`` (a ``time.monotonic()`` deadline in the future) it may wait until
+        then: a request arriving meanwhile (a busy keep-alive client's next one is usually
+        on its way already) is still served, with ``Connection: close``, instead of being
+        cut off unanswered. A read already waiting is not woken at the deadline: call
+        again without one.
         """
         self.closing = True
-        self._grace_until = monotonic() + grace
-        if grace <= 0 and self.idle:
+        self._drain_deadline = until
+        if until <= monotonic() and self.idle:
             self.transport.wake()
 
     def close(self) -> None:

@@ -141,7 +141,7 @@ class RequestParser:
         if req is None:
             self.stopped = True
             return
-        req.keep_alive = False
+        req.upgrade = True
         if not (req.chunked or req.content_length) or self.stopped:
             self.stopped = True  # whatever follows is not HTTP/1.1 we could parse
             return
@@ -229,17 +229,14 @@ class RequestParser:
         limit = self._limits.max_body_size
         if limit and length is not None and length > limit:
             raise HTTPError(413, "request body too large")
-        keep_alive = parser.should_keep_alive()
         chunked = self._chunked
-        if chunked and version == "HTTP/1.0":
-            keep_alive = False  # RFC 9112 6.1: faulty framing, close after responding
         headers = self._headers
         expect = (
             (chunked or bool(length))
             and version == "HTTP/1.1"
             and headers.get("HTTP_EXPECT", "").lower() == "100-continue"
         )
-        req = HTTPRequest(method, version, keep_alive, length, chunked, expect)
+        req = HTTPRequest(method, version, parser.should_keep_alive(), length, chunked, expect)
         self._make_environ(req, self._url, headers)
         self._msg = self.last = req
         self.ready.append(req)

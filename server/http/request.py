@@ -28,6 +28,7 @@ class HTTPRequest:
         "message_complete",
         "method",
         "response_started",
+        "upgrade",
     )
 
     environ: dict[str, Any]
@@ -44,12 +45,15 @@ class HTTPRequest:
         self.method = method
         #: "HTTP/1.1" or "HTTP/1.0".
         self.http_version = http_version
-        #: Whether the client allows another request on this connection after this one.
+        #: The client's ``Connection`` header and version allow another request after this
+        #: one (llhttp's should_keep_alive); server/http/framing.py decides whether it comes.
         self.keep_alive = keep_alive
         self.content_length = content_length
         self.chunked = chunked
         #: Client sent ``Expect: 100-continue`` (HTTP/1.1 with a body only).
         self.expect_continue = expect_continue
+        #: An Upgrade or CONNECT request (answered in HTTP/1.1: we switch no protocol).
+        self.upgrade = False
         #: Set by HTTPResponse once the response head is on the wire.
         self.response_started = False
         #: ``100 Continue`` went out (HTTPConnection sends it on the first body read).

@@ -7,12 +7,22 @@ connection's transport; what the head says about the application's headers is
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import error_body
+from .framing import (
+    CHUNKED,
+    CLOSE_DELIMITED,
+    CONTENT_LENGTH,
+    NO_BODY,
+    body_framing,
+    close_reason,
+    status_has_content,
+)
 from .headers import date_line, encode_headers, parse_status, status_phrase
 from .request import HTTPRequest
 
@@ -25,8 +35,9 @@ __all__ = ["COALESCE_LIMIT", "FileWrapper", "HTTPResponse"]
 #: than a second syscall and a second packet); larger bodies are sent after the head.
 COALESCE_LIMIT = 65536
 
-# Framing modes of a response body.
-_NONE, _LENGTH, _CHUNKED, _CLOSE = range(4)
+#: Where close_after() says why a connection is not kept alive (at debug level).
+log = logging.getLogger("server.http")
+
 
 class FileWrapper:
     """``wsgi.file_wrapper`` (PEP 3333): lets the server ``sendfile`` a real file."""
@@ -46,27 +57,29 @@ class FileWrapper:
             close()
 
 
-
-
 class HTTPResponse:
     """The response to one :class:`HTTPRequest`: PEP 3333 ``start_response`` and friends.
 
-    Framing: the application's Content-Length when given (never more bytes than it:
-    the excess is dropped and the connection closed); else a length computed from a
-    list/tuple body or an empty body; else chunked for HTTP/1.1; else close-delimited.
-    HEAD, 1xx, 204 and 304 responses carry no body. The head is delayed until the first
-    non-empty body chunk and sent with it in one ``sendall``.
+    Framing (:func:`~server.http.framing.body_framing`): the application's Content-Length
+    when given (never more bytes than it: the excess is dropped and the connection
+    closed); else a length computed from a list/tuple body or an empty body; else chunked
+    for HTTP/1.1; else close-delimited. HEAD, 1xx, 204 and 304 responses carry no body.
+    The head is delayed until the first non-empty body chunk and sent with it in one
+    ``sendall``. Whether the connection serves another request afterwards is
+    ``keep_alive``: decided once when the head goes out
+    (:func:`~server.http.framing.close_reason`), and only ever turned off by
+    :meth:`close_after`.
     """
 
     __slots__ = (
         "_app_close",
         "_conn",
+        "_framing",
         "_has_date",
         "_has_server",
         "_header_block",
         "_length",
         "_length_hint",
-        "_mode",
         "_request",
         "_status_line",
         "bytes_sent",
@@ -78,19 +91,25 @@ class HTTPResponse:
     def __init__(self, conn: HTTPConnection, request: HTTPRequest) -> None:
         self._conn = conn
         self._request = request
+        # Set by start_response() (or send_error())
         #: Status of the response (0 until start_response or send_error).
         self.status_code = 0
-        #: Body bytes written to the socket (excluding head and chunk framing).
-        self.bytes_sent = 0
-        self.headers_sent = False
-        #: Whether the connection may serve another request after this one.
-        self.keep_alive = request.keep_alive
         self._status_line: bytes | None = None
         self._header_block = b""
+        #: The body length the application announced, then the one the head announced.
         self._length: int | None = None
-        self._length_hint: int | None = None
         self._app_close = self._has_date = self._has_server = False
-        self._mode = _NONE
+        # Set when the head goes out
+        self.headers_sent = False
+        self._framing = NO_BODY
+        #: Whether the connection may serve another request after this one: True until
+        #: the decision at the head or a close_after() says otherwise.
+        self.keep_alive = True
+        # Progress of the body
+        #: Length of a body known whole before it is sent (a list, a file), else None.
+        self._length_hint: int | None = None
+        #: Body bytes written to the socket (excluding head and chunk framing).
+        self.bytes_sent = 0
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -126,14 +145,14 @@ class HTTPResponse:
             return
         if not data:
             return
-        mode = self._mode
-        if mode == _CHUNKED:
+        framing = self._framing
+        if framing == CHUNKED:
             self._conn.transport.sendall(b"%x\r\n%b\r\n" % (len(data), data))
-        elif mode == _LENGTH:
+        elif framing == CONTENT_LENGTH:
             data = self._clip(data)
             if data:
                 self._conn.transport.sendall(data)
-        elif mode == _CLOSE:
+        elif framing == CLOSE_DELIMITED:
             self._conn.transport.sendall(data)
         else:
             return
@@ -162,11 +181,22 @@ class HTTPResponse:
         """End the body: send the head if nothing was written, the last chunk if chunked."""
         if not self.headers_sent:
             self._send_head(b"", final=True)
-        elif self._mode == _CHUNKED:
+        elif self._framing == CHUNKED:
             self._conn.transport.sendall(b"0\r\n\r\n")
-        mode = self._mode
-        if mode == _CLOSE or (mode == _LENGTH and self.bytes_sent < (self._length or 0)):
-            self.keep_alive = False  # the client can only find the end by our closing
+        if self._framing == CONTENT_LENGTH and self.bytes_sent < (self._length or 0):
+            # The client would wait for the rest; only our closing tells it there is none.
+            self.close_after("the body ended short of its Content-Length")
+
+    def close_after(self, reason: str) -> None:
+        """Close the connection after this response, for ``reason`` (logged at debug level).
+
+        The only way keep-alive is turned off; the first reason is the one logged.
+        """
+        if self.keep_alive:
+            self.keep_alive = False
+            conn = self._conn
+            log.debug("%s:%s: closing after this response: %s",
+                      conn.remote_addr, conn.remote_port, reason)
 
     def send_error(self, status: int, reason: str | None = None, *, close: bool = True) -> None:
         """Answer with a short text/plain error instead (only before the head was sent).
@@ -184,7 +214,7 @@ class HTTPResponse:
             self.headers_sent = True
             self._request.response_started = True
             self.status_code = status
-            self.keep_alive = False
+            self.close_after(f"error response {status} {reason or ''}".rstrip())
             self.bytes_sent = self._conn.send_error(status, reason)
             return
         self.status_code = status
@@ -202,77 +232,72 @@ class HTTPResponse:
         """Never send more than the announced Content-Length; close if the app tried."""
         remaining = (self._length or 0) - self.bytes_sent
         if len(data) > remaining:
-            self.keep_alive = False
+            self.close_after("the application sent more than its Content-Length")
             return data[:remaining]
         return data
 
     def _send_head(self, data: bytes, *, final: bool) -> None:
-        """Decide the framing, then send the head together with the first chunk."""
+        """Decide the framing and the connection's reuse, then send the head together
+        with the first chunk (``final``: ``data`` is the whole body)."""
         if self._status_line is None:
             raise RuntimeError("start_response() was not called before the body")
         req = self._request
         conn = self._conn
         code = self.status_code
-        keep_alive = (
-            self.keep_alive
-            and conn.keep_alive_allowed
-            and not conn.closing
-            and not self._app_close
-            and not (req.expect_continue and not req.continue_sent and not req.message_complete)
-        )
         length = self._length
         added_length = None
-        if code < 200 or code in (204, 304):
-            mode = _NONE
-            keep_alive = keep_alive and code >= 200  # an app-sent 1xx breaks the exchange
-        else:
-            if length is None:
-                added_length = length = len(data) if final else self._length_hint
-            if req.method == "HEAD":
-                mode = _NONE
-            elif length is not None:
-                mode = _LENGTH
-            elif req.http_version == "HTTP/1.1":
-                mode = _CHUNKED
-            else:
-                mode = _CLOSE
-                keep_alive = False
-        self._mode = mode
+        if length is None and status_has_content(code):
+            added_length = length = len(data) if final else self._length_hint
+        framing = body_framing(req.method, code, length, req.http_version)
+        self._framing = framing
         self._length = length
-        parts = [self._status_line, self._header_block]
-        if added_length is not None:
-            parts.append(b"Content-Length: %d\r\n" % added_length)
-        if mode == _CHUNKED:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        if not self._has_date:
-            parts.append(date_line())
-        if not self._has_server:
-            parts.append(conn.server_line)
-        if not keep_alive:
-            parts.append(b"Connection: close\r\n")
-        elif req.http_version == "HTTP/1.0":
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        if data and mode != _NONE:
-            if mode == _LENGTH:
+        reason = close_reason(
+            req,
+            code,
+            framing,
+            app_close=self._app_close,
+            server_allows=conn.keep_alive_allowed,
+            server_closing=conn.closing,
+        )
+        if reason is not None:
+            self.close_after(reason)
+        parts = self._head(added_length)
+        if data and framing != NO_BODY:
+            if framing == CONTENT_LENGTH:
                 data = self._clip(data)
-                keep_alive = keep_alive and self.keep_alive
-            if mode == _CHUNKED:
+            if framing == CHUNKED:
                 parts.append(b"%x\r\n%b\r\n" % (len(data), data))
             else:
                 parts.append(data)
         else:
             data = b""
-        self.keep_alive = keep_alive
         self.headers_sent = True
         req.response_started = True
-        if len(data) > COALESCE_LIMIT and mode != _CHUNKED:
+        if len(data) > COALESCE_LIMIT and framing != CHUNKED:
             body = parts.pop()
             conn.transport.sendall(b"".join(parts))
             conn.transport.sendall(body)
         else:
             conn.transport.sendall(b"".join(parts))
         self.bytes_sent += len(data)
+
+    def _head(self, added_length: int | None) -> list[bytes]:
+        """The head's lines, as decided: the app's, then the framing's and ours."""
+        parts = [self._status_line or b"", self._header_block]
+        if added_length is not None:
+            parts.append(b"Content-Length: %d\r\n" % added_length)
+        if self._framing == CHUNKED:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if not self._has_date:
+            parts.append(date_line())
+        if not self._has_server:
+            parts.append(self._conn.server_line)
+        if not self.keep_alive:
+            parts.append(b"Connection: close\r\n")
+        elif self._request.http_version == "HTTP/1.0":
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        return parts
 
     def _sendfile(self, wrapper: FileWrapper) -> bool:
         """Send a regular file with os.sendfile; False to fall back to iterating it."""
@@ -288,7 +313,7 @@ class HTTPResponse:
         size = max(st.st_size - offset, 0)
         self._length_hint = size
         self._send_head(b"", final=False)
-        if self._mode != _LENGTH:
+        if self._framing != CONTENT_LENGTH:
             return True  # HEAD / no-body status: the head was all there was to send
         count = min(size, self._length or 0)
         sent = 0
