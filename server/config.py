@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .http.limits import Limits
+
 __all__ = ["SETTINGS", "Config", "ConfigError", "load_config", "markdown_table"]
 
 
@@ -111,6 +113,10 @@ class Setting:
         return "SERVER_" + self.name.upper()
 
 
+#: The protocol limits' defaults are the HTTP layer's own (server/http/limits.py), so that
+#: ``Limits()`` there and the flags here cannot disagree.
+_LIMITS = Limits()
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("bind", _bind, ("127.0.0.1:8000",),
             "Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH. Repeatable; "
@@ -123,23 +129,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent connections per worker (bounded greenlet pool); further connections "
             "wait in the listen backlog.", metavar="N"),
     Setting("backlog", _positive_int, 2048, "Listen backlog of each socket.", metavar="N"),
-    Setting("keep_alive", _non_negative_float, 5.0,
+    Setting("keep_alive", _non_negative_float, _LIMITS.keep_alive,
             "Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
             metavar="SECONDS"),
-    Setting("timeout", _positive_float, 30.0,
+    Setting("timeout", _positive_float, _LIMITS.header_timeout,
             "Seconds a client has to send a complete request head, and for each read of a "
             "request body to make progress (defeats slowloris).", metavar="SECONDS"),
     Setting("graceful_timeout", _non_negative_float, 30.0,
             "On TERM/INT/HUP, seconds in-flight requests get to finish before workers are "
             "killed.", metavar="SECONDS"),
-    Setting("max_request_line", _positive_int, 8190,
+    Setting("max_request_line", _positive_int, _LIMITS.max_request_line,
             "Longest request line (method, URI, version) in bytes; longer gets 414.",
             metavar="BYTES"),
-    Setting("max_header_size", _positive_int, 65536,
+    Setting("max_header_size", _positive_int, _LIMITS.max_header_size,
             "Largest request header block in bytes; larger gets 431.", metavar="BYTES"),
-    Setting("max_header_count", _positive_int, 100,
+    Setting("max_header_count", _positive_int, _LIMITS.max_header_count,
             "Most request header fields; more gets 431.", metavar="N"),
-    Setting("max_body_size", _non_negative_int, 100 * 1024 * 1024,
+    Setting("max_body_size", _non_negative_int, _LIMITS.max_body_size,
             "Largest request body in bytes (0 = unlimited); larger gets 413 without the body "
             "being read.", metavar="BYTES"),
     Setting("access_log", _path_or_off, "off",
@@ -162,28 +168,36 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+_DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
+
+
+def _default(name: str) -> Any:
+    """The default of setting ``name``, as its :class:`Setting` declares it."""
+    return _DEFAULTS[name]
+
+
 @dataclass(frozen=True)
 class Config:
-    """The resolved settings of one server run."""
+    """The resolved settings of one server run; every default is its Setting's."""
 
     app: str | None = None
-    bind: tuple[str, ...] = ("127.0.0.1:8000",)
-    workers: int = 1
-    worker_connections: int = 1000
-    backlog: int = 2048
-    keep_alive: float = 5.0
-    timeout: float = 30.0
-    graceful_timeout: float = 30.0
-    max_request_line: int = 8190
-    max_header_size: int = 65536
-    max_header_count: int = 100
-    max_body_size: int = 100 * 1024 * 1024
-    access_log: str = "off"
-    log_level: str = "info"
-    log_format: str = "text"
-    metrics_path: str = "/metrics"
-    health_path: str = "/healthz"
-    unsafe_probe: bool = False
+    bind: tuple[str, ...] = _default("bind")
+    workers: int = _default("workers")
+    worker_connections: int = _default("worker_connections")
+    backlog: int = _default("backlog")
+    keep_alive: float = _default("keep_alive")
+    timeout: float = _default("timeout")
+    graceful_timeout: float = _default("graceful_timeout")
+    max_request_line: int = _default("max_request_line")
+    max_header_size: int = _default("max_header_size")
+    max_header_count: int = _default("max_header_count")
+    max_body_size: int = _default("max_body_size")
+    access_log: str = _default("access_log")
+    log_level: str = _default("log_level")
+    log_format: str = _default("log_format")
+    metrics_path: str = _default("metrics_path")
+    health_path: str = _default("health_path")
+    unsafe_probe: bool = _default("unsafe_probe")
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -1,7 +1,8 @@
 """Protocol limits of one server: how much and how long a client may send.
 
 Every limit defends against a hostile client. Nothing here does I/O; the connection,
-the parser and the transport read their limits from one :class:`Limits` value.
+the parser and the transport read their limits from one :class:`Limits` value. Its
+defaults are the server's: ``server/config.py`` declares the matching settings with them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ __all__ = ["RECV_SIZE", "Limits"]
 #: Bytes asked of the kernel per recv; also the slack allowed past the header limits,
 #: because one recv may carry that much before the parser can complain.
 RECV_SIZE = 65536
+
 
 @dataclass(frozen=True)
 class Limits:
