@@ -66,7 +66,6 @@ class ConnectionHandler:
         app: WSGIApp,
         limits: Limits,
         *,
-        url_scheme: str = "http",
         server_name: str,
         server_port: str,
         server_software: str | None = "ctxserver",
@@ -76,7 +75,6 @@ class ConnectionHandler:
         # Per-server state (one listener's)
         self.app = app
         self.limits = limits
-        self.url_scheme = url_scheme
         self.server_name = server_name
         self.server_port = str(server_port)
         self.server_software = server_software
@@ -121,7 +119,6 @@ class ConnectionHandler:
             sock,
             address,
             self.limits,
-            url_scheme=self.url_scheme,
             server_name=self.server_name,
             server_port=self.server_port,
             server_software=self.server_software,

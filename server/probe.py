@@ -178,8 +178,3 @@ def _mount_negative_control(app: App) -> None:
         return json_response({"token": token, "values": values, "stale": stale,
                               "pid": os.getpid()})
 
-
-def default_app() -> App:
-    """The app ``python -m server`` serves without APP (reads SERVER_UNSAFE_PROBE)."""
-    flag = os.environ.get("SERVER_UNSAFE_PROBE", "").strip().lower() in ("1", "true", "yes", "on")
-    return create_app(unsafe_probe=flag)

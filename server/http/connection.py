@@ -42,7 +42,6 @@ class HTTPConnection:
         address: Any,
         limits: Limits | None = None,
         *,
-        url_scheme: str = "http",
         server_name: str = "localhost",
         server_port: str = "80",
         server_software: str | None = "ctxserver",
@@ -59,7 +58,7 @@ class HTTPConnection:
             self.remote_addr, self.remote_port = "", ""
         self.server_line = server_line(server_software)
         self.keep_alive_allowed = limits.keep_alive > 0
-        self._environ_base = base_environ(server_name, str(server_port), url_scheme)
+        self._environ_base = base_environ(server_name, str(server_port))
         self._parser = RequestParser(limits, self._make_environ)
         self._accepted_at = monotonic()
         self._served = 0

@@ -74,16 +74,16 @@ def split_target(raw: bytes) -> tuple[str, str]:
     return path.decode("latin-1"), query.decode("latin-1")
 
 
-_BASE_ENVIRONS: dict[tuple[str, str, str], dict[str, Any]] = {}
+_BASE_ENVIRONS: dict[tuple[str, str], dict[str, Any]] = {}
 
 
-def base_environ(server_name: str, server_port: str, url_scheme: str) -> dict[str, Any]:
+def base_environ(server_name: str, server_port: str) -> dict[str, Any]:
     """The environ keys that are the same for every request to one listener.
 
     Shared by its connections (never handed out: each request gets a copy), so that an
     idle keep-alive connection does not hold a dict of its own.
     """
-    key = (server_name, server_port, url_scheme)
+    key = (server_name, server_port)
     base = _BASE_ENVIRONS.get(key)
     if base is None:
         base = {
@@ -91,7 +91,7 @@ def base_environ(server_name: str, server_port: str, url_scheme: str) -> dict[st
             "SERVER_NAME": server_name,
             "SERVER_PORT": server_port,
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": url_scheme,
+            "wsgi.url_scheme": "http",  # a TLS listener will be keyed by its own scheme
             "wsgi.multithread": False,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,

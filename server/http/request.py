@@ -65,11 +65,6 @@ class HTTPRequest:
         #: The parser has seen the end of this request's body (not necessarily read).
         self.message_complete = not chunked and not content_length
 
-    @property
-    def body_complete(self) -> bool:
-        """True once the parser has seen the whole body (not necessarily read by the app)."""
-        return self.message_complete
-
 
 class BodySource(Protocol):
     """Where a :class:`RequestBody` gets more bytes: the connection the request came on."""

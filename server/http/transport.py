@@ -54,9 +54,6 @@ class IdleTimer:
         timeouts = [t for t in (limits.keep_alive, limits.header_timeout) if t > 0]
         return cls(max(0.005, min([0.25, *(t / 4 for t in timeouts)])))
 
-    def __len__(self) -> int:
-        return len(self._deadlines)
-
     def watch(self, transport: Transport, deadline: float) -> None:
         self._deadlines[transport] = deadline
         if self._timer is None:
