@@ -182,7 +182,7 @@ class ContextMiddleware:
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         rid = sanitise_request_id(environ.get("HTTP_X_REQUEST_ID"))
-        environ["ctx.request_id"] = rid
+        environ["ctxserver.request_id"] = rid
         context = RequestContext(self.current_app, environ, rid)
         context.push()
 

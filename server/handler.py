@@ -227,7 +227,7 @@ class ConnectionHandler:
                 "error in application for %s %s (request_id=%s)",
                 environ["REQUEST_METHOD"],
                 environ["PATH_INFO"],
-                environ.get("ctx.request_id"),
+                environ.get("ctxserver.request_id"),
             )
             self._app_failed(response)
         finally:
@@ -270,7 +270,7 @@ class ConnectionHandler:
                 "error closing the response of %s %s (request_id=%s)",
                 environ["REQUEST_METHOD"],
                 environ["PATH_INFO"],
-                environ.get("ctx.request_id"),
+                environ.get("ctxserver.request_id"),
             )
 
     def _report(self, environ: dict[str, Any], status: int, sent: int, duration: float) -> None:

@@ -86,14 +86,14 @@ class AccessLog:
                 "remote": environ.get("REMOTE_ADDR"), "method": environ.get("REQUEST_METHOD"),
                 "path": path, "protocol": environ.get("SERVER_PROTOCOL"), "status": status,
                 "bytes": size, "duration_ms": round(duration * 1000, 3),
-                "request_id": environ.get("ctx.request_id"),
+                "request_id": environ.get("ctxserver.request_id"),
                 "user_agent": environ.get("HTTP_USER_AGENT"), "pid": self.pid,
             })
         else:
             line = (f'{environ.get("REMOTE_ADDR", "-")} - [{time.strftime("%d/%b/%Y:%H:%M:%S")}]'
                     f' "{environ.get("REQUEST_METHOD")} {path} {environ.get("SERVER_PROTOCOL")}"'
                     f' {status} {size} {duration * 1000:.2f}ms'
-                    f' rid={environ.get("ctx.request_id", "-")}')
+                    f' rid={environ.get("ctxserver.request_id", "-")}')
         # A full disk or a closed stdout must not fail requests.
         with contextlib.suppress(OSError, ValueError):
             self.stream.write(line + "\n")

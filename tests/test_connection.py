@@ -201,7 +201,7 @@ def test_app_error_before_headers_gives_generic_500(
     serve: Callable[..., Server], caplog: pytest.LogCaptureFixture
 ) -> None:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        environ["ctx.request_id"] = "rid-42"
+        environ["ctxserver.request_id"] = "rid-42"
         if environ["PATH_INFO"] == "/boom":
             raise ValueError("secret internal detail")
         return hello_app(environ, start_response)

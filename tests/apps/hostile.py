@@ -98,7 +98,7 @@ def app(environ, start_response):
         gevent.sleep(seconds)
         return _send(start_response, "200 OK", b"slept\n")
     if name == "request-id":
-        return _json(start_response, {"request_id": environ.get("ctx.request_id")})
+        return _json(start_response, {"request_id": environ.get("ctxserver.request_id")})
     return _send(start_response, "404 Not Found", b"not found\n")
 
 
