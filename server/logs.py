@@ -1,8 +1,9 @@
 """Error log and access log: text or JSON lines, configured once per process.
 
-The error log (logger ``server``) goes to stderr.  The access log (logger ``server.access``)
-goes to stdout, a file, or nowhere; it is its own logger so that turning it off costs one
-boolean check per request, not a formatted record.
+The error log (the ``logging`` loggers ``server.*``, and the app's) goes to stderr.  The
+access log is not a logger: :class:`AccessLog` writes one line per request straight to
+stdout, a file, or nowhere, so that turning it off costs one boolean check per request,
+not a log record.
 """
 
 from __future__ import annotations

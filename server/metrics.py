@@ -7,9 +7,9 @@ all.  The master marks a dead worker's files so its live gauges disappear.
 
 Per request the cost is a few integer additions: :meth:`Metrics.observe` counts into plain
 Python ints, and those are written to the mmap-ed values (a lock and a ``struct.pack_into``
-per value, ~1.5 µs per request when done per request) in one batch per turn of the event
-loop — before the worker next waits for I/O, so a scrape never misses a request that was
-answered — and before every scrape.  Gauges that describe a worker's state (in-flight
+per value) in one batch per turn of the event loop rather than per request — before the
+worker next waits for I/O, so a scrape never misses a request that was answered — and
+before every scrape.  Gauges that describe a worker's state (in-flight
 requests, open connections, live ctxlocal entries, RSS) are sampled once a second by the
 worker and refreshed right before a scrape.
 """

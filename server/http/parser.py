@@ -88,8 +88,9 @@ class RequestParser:
         self._limits = limits
         self._make_environ = make_environ
         self.parser = httptools.HttpRequestParser(self)
-        # A list, not a deque: an empty deque is ~700 bytes, held by every idle keep-alive
-        # connection; the queue is short (at most what one recv carried) and popped at 0.
+        # A list, not a deque: an empty deque already allocates a block of 64 slots, held
+        # by every idle keep-alive connection (bench/results/server.md: RSS per idle one);
+        # the queue is short (at most what one recv carried) and popped at 0.
         self.ready: list[HTTPRequest] = []
         #: Sticky error: raised to whoever next needs bytes the parser cannot produce.
         self.error: HTTPError | None = None

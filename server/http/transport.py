@@ -34,13 +34,14 @@ LINGER_BYTES = 256 * 1024
 class IdleTimer:
     """Ends the keep-alive waits of many connections with one periodic timer.
 
-    A gevent ``Timeout`` per wait -- what a socket timeout costs -- is a Python object,
-    a libev timer and ~2 µs of Python to start and cancel, for every request of a
-    keep-alive connection, and ~0.7 KiB held by every idle one. Instead a waiting
-    connection enters its deadline here (a dict store), and a timer that ticks every
-    ``interval`` seconds, only while someone waits, cancels the waits whose deadline
-    passed with a ``TimeoutError`` -- which the connection treats as any timeout: it
-    re-checks its deadlines. A wait thus ends at most ``interval`` late.
+    A gevent ``Timeout`` per wait -- what a socket timeout costs -- is a Python object
+    and a libev timer, started and cancelled in Python for every request of a keep-alive
+    connection and held by every idle one (bench/results/server.md measures both costs:
+    throughput, and RSS per idle keep-alive connection). Instead a waiting connection
+    enters its deadline here (a dict store), and a timer that ticks every ``interval``
+    seconds, only while someone waits, cancels the waits whose deadline passed with a
+    ``TimeoutError`` -- which the connection treats as any timeout: it re-checks its
+    deadlines. A wait thus ends at most ``interval`` late.
     """
 
     def __init__(self, interval: float) -> None:
@@ -104,7 +105,8 @@ class Transport:
         self.eof = False
         self.closed = False
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Without it Nagle + delayed ACK stall keep-alive clients ~40 ms per request.
+            # Without it Nagle + delayed ACK hold back each small response of a keep-alive
+            # connection until the client's delayed-ACK timer fires.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
