@@ -8,6 +8,7 @@ its ``__main__`` can monkey-patch, so this file must import nothing that touches
 
 from __future__ import annotations
 
+import importlib  # touches none of threading, socket, ssl
 from typing import Any
 
 __all__ = ["App", "current_app", "g", "json_response", "request", "request_id", "spawn"]
@@ -27,8 +28,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'server' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -159,7 +159,9 @@ class Arbiter:
         if pid == 0:  # the child: never returns
             for handler in self._signal_handlers:
                 handler.cancel()
-            from .worker import Worker
+            # worker imports prometheus-client, which picks its storage at import time from
+            # PROMETHEUS_MULTIPROC_DIR: only set by run(), so not at the top of this module.
+            from .worker import Worker  # noqa: PLC0415
 
             Worker(self.listeners, self.app, self.config, self.access_log, self.pid).run()
         self.workers[pid] = WorkerProcess(pid, self.generation)
@@ -268,7 +270,8 @@ class Arbiter:
 
 
 def _mark_dead(pid: int) -> None:
-    from .metrics import mark_worker_dead
+    # After run() set PROMETHEUS_MULTIPROC_DIR (see spawn_worker).
+    from .metrics import mark_worker_dead  # noqa: PLC0415
 
     try:
         mark_worker_dead(pid)

@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Sequence
 
+import gevent
+from gevent import monkey
+
+from .arbiter import Arbiter
 from .config import ConfigError, fail, load_config, markdown_table
 from .loader import AppLoadError, load_app
 from .logs import AccessLog, configure_logging, open_access_log
@@ -22,11 +27,6 @@ def verify_patched() -> None:
     Libraries that create a ``threading.local`` before patching keep the real, thread-wide
     one — shared by every request in the worker.  That is why the patch must come first.
     """
-    import threading
-
-    import gevent
-    from gevent import monkey
-
     if not monkey.is_object_patched("threading", "local"):
         fail("gevent did not patch threading.local; run the server as `python -m server`, "
              "which patches before importing anything else")
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.app:
             app = load_app(config.app)
         else:
-            from .probe import create_app
+            # Only when it is the app: its module-level Locals would otherwise show in
+            # every app's /metrics (ctxserver_ctxlocal_live_entries{local="probe_local"}).
+            from .probe import create_app  # noqa: PLC0415
 
             app = create_app(unsafe_probe=config.unsafe_probe)
     except AppLoadError as exc:
@@ -64,9 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.unsafe_probe:
         log.warning("--unsafe-probe: the negative-control endpoint /unsafe/probe/<token> is "
                     "mounted; it leaks across requests ON PURPOSE. Never use it in production.")
-
-    from .arbiter import Arbiter
-
     return Arbiter(config, app, access_log).run()
 
 

@@ -37,6 +37,8 @@ import ctxlocal
 __all__ = ["Metrics", "mark_worker_dead"]
 
 _PREFIX = "ctxserver_"
+#: Upper bounds of the request duration histogram, in seconds (+Inf is added after them).
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 def _rss_bytes() -> int:
@@ -57,7 +59,7 @@ class Metrics:
         self.duration = Histogram(
             f"{_PREFIX}request_duration_seconds",
             "Time from the complete request head to the end of the response.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+            buckets=DURATION_BUCKETS)
         self.in_flight = Gauge(f"{_PREFIX}requests_in_flight", "Requests being handled.",
                                multiprocess_mode="livesum")
         self.connections = Gauge(f"{_PREFIX}open_connections", "Open client connections.",
@@ -76,8 +78,9 @@ class Metrics:
         self._pid = str(os.getpid())
         # Not yet written to the mmap-ed values: requests by status, and the histogram's
         # observations as (non-cumulative) bucket counts plus their sum -- exactly what
-        # Histogram.observe would have added, bucket i being the first with amount <= bound.
-        self._bounds: tuple[float, ...] = tuple(self.duration._upper_bounds)
+        # Histogram.observe would have added, bucket i being the first with amount <= bound
+        # (the Histogram's bounds: ours, then +Inf).
+        self._bounds: tuple[float, ...] = (*map(float, DURATION_BUCKETS), float("inf"))
         self._pending_status: dict[int, int] = {}
         self._pending_buckets = [0] * len(self._bounds)
         self._pending_sum = 0.0
@@ -112,12 +115,12 @@ class Metrics:
             counter.inc(count)
         if not pending:
             return
-        values = self.duration._buckets
+        values, value_sum = _histogram_values(self.duration)
         for i, count in enumerate(buckets):
             if count:
                 values[i].inc(count)
                 buckets[i] = 0
-        self.duration._sum.inc(total)
+        value_sum.inc(total)
 
     def sample(self, in_flight: int, connections: int) -> None:
         """Refresh this worker's state gauges (once a second, and before a scrape)."""
@@ -144,6 +147,17 @@ class Metrics:
             return [body]
 
         return metrics_app
+
+
+def _histogram_values(histogram: Histogram) -> tuple[list[Any], Any]:
+    """The per-bucket values and the sum value of a prometheus-client Histogram.
+
+    prometheus-client has no public way to add many observations at once, so flush() adds
+    to these what Histogram.observe would have added one by one. They are private to the
+    library (the version is pinned in requirements.txt; tests/test_metrics.py checks the
+    result against Histogram.observe).
+    """
+    return histogram._buckets, histogram._sum  # noqa: SLF001 - no public batch API
 
 
 def mark_worker_dead(pid: int) -> None:
