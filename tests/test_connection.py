@@ -1,4 +1,4 @@
-"""The per-connection loop (server/connection.py) over real sockets on 127.0.0.1.
+"""The per-connection loop (server/handler.py) over real sockets on 127.0.0.1.
 
 The central property: every request runs in a greenlet of its own, so greenlet-keyed
 context can never leak from one request to the next on a keep-alive connection. Also:

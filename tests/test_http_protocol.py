@@ -1,4 +1,4 @@
-"""HTTP/1.1 protocol layer (server/http.py) over real sockets on 127.0.0.1.
+"""HTTP/1.1 protocol layer (server/http/) over real sockets on 127.0.0.1.
 
 Servers are ``gevent.server.StreamServer`` instances running ``ConnectionHandler`` (or a
 tiny loop over ``HTTPConnection`` for the lower-level tests); clients are plain gevent

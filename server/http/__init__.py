@@ -13,7 +13,8 @@ One job per module, lowest first (each imports only those above it):
 ``headers``     the response head's parts: status line, app headers checked, Date/Server
 ``errors``      :class:`HTTPError`, :class:`ClientDisconnected`, error response bytes
 ``request``     :class:`HTTPRequest` and its body, ``wsgi.input`` (:class:`RequestBody`)
-``response``    :class:`HTTPResponse`: start_response, body framing, head + body out
+``framing``     the two decisions of a response: its body's framing, the connection's reuse
+``response``    :class:`HTTPResponse`: start_response, head + body out, ``close_after``
 ``environ``     the WSGI environ of a request, built in one place
 ``parser``      httptools callbacks: bytes in, queued requests out, limits enforced
 ``transport``   the socket: recv with deadlines (:class:`IdleTimer`), send, sendfile, linger
