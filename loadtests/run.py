@@ -20,15 +20,15 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+
+from .procs import NotHealthy, free_port, stop_process_group, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
@@ -43,10 +43,6 @@ SERVER_GRACE = 5.0
 """Seconds the server gets to stop after SIGTERM before its process group is killed."""
 LOCUST_GRACE = 15.0
 """Seconds locust gets to write its reports after being told to stop."""
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-"""127.0.0.1 is asked directly, whatever ``http_proxy`` says."""
 
 
 class ServerError(RuntimeError):
@@ -88,13 +84,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def free_port() -> int:
-    """A port of 127.0.0.1 that nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def server_command(port: int, workers: int, unsafe_probe: bool) -> list[str]:
     """``python -m server`` serving the reference app on ``127.0.0.1:port``."""
     command = [sys.executable, "-m", "server", "--workers", str(workers),
@@ -118,34 +107,18 @@ def locust_command(args: argparse.Namespace, host: str) -> list[str]:
     return command + list(args.locust_args) + list(users)
 
 
-def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float) -> None:
-    """Poll ``url`` until it answers ``{"status": "ok"}``; fail early if the server died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise ServerError(f"server exited with {server.returncode} before it was ready")
-        try:
-            with _NO_PROXY.open(url, timeout=1.0) as response:
-                if json.load(response).get("status") == "ok":
-                    return
-        except (OSError, ValueError):  # refused, reset, timed out, not JSON yet
-            pass
-        time.sleep(0.1)
-    raise ServerError(f"{url} not ready after {timeout:g} s")
+def healthz_ok(body: bytes) -> bool:
+    """Our ``/healthz`` answers ``{"status": "ok"}``; anything else is not our server (yet)."""
+    try:
+        return json.loads(body).get("status") == "ok"
+    except (ValueError, AttributeError):
+        return False
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
     """SIGTERM the master, wait, then SIGKILL whatever is left of its process group."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(SERVER_GRACE + 5)
-        except subprocess.TimeoutExpired:
-            print("loadtest: server ignored SIGTERM, killing it", file=sys.stderr)
-    # The group is the server's own session (its workers), never ours; usually empty by now.
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait()
+    if stop_process_group(server, SERVER_GRACE + 5) == -signal.SIGKILL:
+        print("loadtest: server ignored SIGTERM, killed it", file=sys.stderr)
 
 
 @contextmanager
@@ -163,7 +136,11 @@ def running_server(args: argparse.Namespace) -> Iterator[str]:
     try:
         url = f"http://127.0.0.1:{port}"
         print(f"loadtest: server pid {server.pid} on {url} (log: {log_path})", flush=True)
-        wait_ready(f"{url}/healthz", server, args.ready_timeout)
+        try:
+            wait_healthy(f"{url}/healthz", server, timeout=args.ready_timeout,
+                         accept=healthz_ok, interval=0.1)
+        except NotHealthy as exc:
+            raise ServerError(str(exc)) from None
         yield url
     finally:
         stop_server(server)
@@ -173,7 +150,7 @@ class Terminated(Exception):
     """The runner got SIGTERM (CI, a test's timeout): stop everything it started."""
 
 
-def _finish(locust: subprocess.Popen[bytes], forward: signal.Signals | None) -> None:
+def finish_locust(locust: subprocess.Popen[bytes], forward: signal.Signals | None) -> None:
     """Let an interrupted locust write its reports and exit; kill it if it takes too long."""
     if forward is not None and locust.poll() is None:
         locust.send_signal(forward)
@@ -194,10 +171,10 @@ def run_locust(command: list[str]) -> int:
     try:
         return locust.wait()
     except KeyboardInterrupt:
-        _finish(locust, None)
+        finish_locust(locust, None)
         raise
     except BaseException:
-        _finish(locust, signal.SIGTERM)
+        finish_locust(locust, signal.SIGTERM)
         raise
 
 

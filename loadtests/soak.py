@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import run
+from .procs import fetch, wait_for_zero
 from .server_metrics import parse_samples
 
 POLL_SECONDS = 5.0
@@ -63,8 +64,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def scrape(url: str) -> dict[str, dict[str, float]]:
     """``{sample: {labels: value}}`` from the server's ``/metrics``."""
-    with run._NO_PROXY.open(f"{url}/metrics", timeout=10) as response:
-        return parse_samples(response.read().decode())
+    status, body = fetch(f"{url}/metrics", timeout=10)
+    if status != 200:
+        raise OSError(f"/metrics answered {status}")
+    return parse_samples(body.decode())
+
+
+def live_entries(samples: dict[str, dict[str, float]]) -> float:
+    """Live ctxlocal entries summed over every Local and worker (0: nothing outlived its
+    request)."""
+    return sum(samples.get("ctxserver_ctxlocal_live_entries", {}).values())
 
 
 def answered(samples: dict[str, dict[str, float]]) -> int:
@@ -97,14 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
             code = locust.wait()
         except BaseException:
-            run._finish(locust, signal.SIGTERM)
+            run.finish_locust(locust, signal.SIGTERM)
             raise
         if code != 0:
             problems.append(f"locust verdict: exit code {code}")
-        time.sleep(SETTLE_SECONDS)  # let in-flight requests end and gauges refresh
+        # In-flight requests end and the gauges refresh within the settle time.
+        entries = wait_for_zero(lambda: live_entries(scrape(url)), timeout=SETTLE_SECONDS,
+                                interval=1.0)
         final = scrape(url)
     count = answered(final)
-    entries = sum(final.get("ctxserver_ctxlocal_live_entries", {}).values())
     rss = final.get("ctxserver_worker_rss_bytes", {})
     if count < args.requests:
         problems.append(f"only {count} requests answered (< {args.requests})")

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.probe_check import check_probe_body, failure_message
+from loadtests.procs import Response, ResponseReader
 from loadtests.summary import parse_summary
-from tests.http_client import Response, ResponseReader
 from tests.support import (
     ROOT,
     ServerProcess,

@@ -1,5 +1,6 @@
 """Running real server processes for tests: start on a free 127.0.0.1 port, wait until
-healthy, always stop (TERM, then KILL) and reap — no test leaves a process behind."""
+healthy, always stop (TERM, then KILL of the whole process group) and reap — no test leaves a
+process behind, not even a worker that outlived its master."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,8 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadtests.run import free_port
+from loadtests import procs
+from loadtests.procs import free_port
 from loadtests.server_metrics import parse_samples
+
+__all__ = [
+    "ROOT",
+    "ServerProcess",
+    "free_port",
+    "live_entries",
+    "metric_values",
+    "run_cli",
+    "running_server",
+    "wait_for_workers",
+    "wait_healthy",
+    "wait_no_live_entries",
+    "worker_pids",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,27 +78,16 @@ class ServerProcess:
     def wait(self, timeout: float) -> int:
         return self.proc.wait(timeout)
 
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+    def stop(self) -> int:
+        """SIGTERM the master, SIGKILL its group after 20 s; the master's exit code."""
+        return procs.stop_process_group(self.proc, 20.0)
 
 
 def wait_healthy(server: ServerProcess, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.log()}")
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            if server.get("/healthz", timeout=2)[0] == 200:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"server not healthy after {timeout}s:\n{server.log()}")
+    try:
+        procs.wait_healthy(f"{server.url}/healthz", server.proc, timeout=timeout)
+    except procs.NotHealthy as exc:
+        raise AssertionError(f"{exc}:\n{server.log()}") from None
 
 
 @contextlib.contextmanager
@@ -95,9 +99,9 @@ def running_server(*args: str, tmp_path: Path, env: dict[str, str] | None = None
     argv = [sys.executable, "-m", "server", "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers), *args]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log:  # a session of its own: its group is its workers
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                env=full_env)
+                                env=full_env, start_new_session=True)
     server = ServerProcess(proc, port, log_path, argv)
     try:
         wait_healthy(server)
@@ -132,3 +136,13 @@ def wait_for_workers(server: ServerProcess, count: int, timeout: float = 10.0) -
         pids = worker_pids(server)
     assert len(pids) == count, pids
     return pids
+
+
+def live_entries(server: ServerProcess) -> float:
+    """Live ctxlocal entries summed over every Local and worker (0 = nothing leaked)."""
+    return sum(metric_values(server.metrics(), "ctxserver_ctxlocal_live_entries").values())
+
+
+def wait_no_live_entries(server: ServerProcess, timeout: float = 5.0) -> float:
+    """The live entries once they reached 0, or after ``timeout`` (the gauge lags a little)."""
+    return procs.wait_for_zero(lambda: live_entries(server), timeout=timeout)

@@ -18,7 +18,7 @@ import gevent.socket
 import pytest
 
 from server.http import ClientDisconnected, HTTPError, Limits
-from tests.test_http_protocol import CLIENT_TIMEOUT, TEST_LIMITS, Server, Servers
+from tests.inprocess import CLIENT_TIMEOUT, TEST_LIMITS, Server
 
 FAST_LIMITS = Limits(
     max_request_line=1024,
@@ -28,13 +28,6 @@ FAST_LIMITS = Limits(
     header_timeout=0.3,
     keep_alive=0.3,
 )
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., Server]]:
-    servers = Servers()
-    yield servers.start
-    servers.close()
 
 
 def hello_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

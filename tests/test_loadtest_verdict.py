@@ -25,7 +25,7 @@ from loadtests.probe_check import (
     failure_message,
     is_leak_message,
 )
-from loadtests.run import free_port
+from loadtests.procs import free_port
 from loadtests.summary import Tally, decide, format_summary, parse_summary
 
 # Importing locust monkey-patches the whole process with gevent, and this pytest process is

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-import time
 
 import pytest
 
-from tests.http_client import Response, ResponseReader
-from tests.support import metric_values, running_server
+from loadtests.procs import Response, ResponseReader
+from tests.support import metric_values, running_server, wait_no_live_entries
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +102,6 @@ def test_request_id_is_echoed_and_sanitised(server):
     assert len(headers["X-Request-ID"]) == 16
 
 
-def _live_entries(server) -> float:
-    return sum(metric_values(server.metrics(), "ctxserver_ctxlocal_live_entries").values())
-
-
-def _wait_for_zero_entries(server, timeout: float = 5.0) -> float:
-    deadline = time.monotonic() + timeout
-    entries = _live_entries(server)
-    while entries and time.monotonic() < deadline:
-        time.sleep(0.1)
-        entries = _live_entries(server)
-    return entries
-
-
 def test_disconnect_mid_response_releases_the_context(server):
     token = secrets.token_hex(16)
     sock = socket.create_connection(("127.0.0.1", server.port))
@@ -124,7 +110,7 @@ def test_disconnect_mid_response_releases_the_context(server):
     first = sock.recv(4096)
     assert first.startswith(b"HTTP/1.1 200")
     sock.close()  # gone mid-stream
-    assert _wait_for_zero_entries(server) == 0
+    assert wait_no_live_entries(server) == 0
     # and the worker keeps serving
     assert server.get("/")[0] == 200
 
@@ -133,7 +119,7 @@ def test_no_live_entries_after_requests_end(server):
     for _ in range(10):
         token = secrets.token_hex(16)
         server.get_json(f"/probe/{token}/fanout", _probe_headers(token))
-    assert _wait_for_zero_entries(server) == 0
+    assert wait_no_live_entries(server) == 0
     metrics = server.metrics()
     # the only in-flight request is the scrape itself
     assert metric_values(metrics, "ctxserver_requests_in_flight")[""] == 1
@@ -172,7 +158,7 @@ def test_flask_app_under_the_server_does_not_leak(tmp_path):
                 assert set(payload["values"].values()) == {token}
         finally:
             conn.close()
-        assert _wait_for_zero_entries(srv) == 0
+        assert wait_no_live_entries(srv) == 0
 
 
 def test_bare_wsgi_app_gets_its_locals_released(tmp_path):
