@@ -1,6 +1,6 @@
 """``python -m tests.reliability_report`` (``make reliability``): the reliability table.
 
-Runs every case of ``tests/reliability_cases.py`` — the same definitions the pytest files
+Runs every case of ``tests/reliability/`` — the same definitions the pytest files
 ``tests/test_reliability.py`` uses — group by group against real servers on 127.0.0.1, and
 prints one Markdown table: case, expected, got, PASS/FAIL. Exits 1 if any case failed.
 
@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from tests.reliability_cases import GROUPS, Outcome, cases_of, run_group
+from tests.reliability import GROUPS, Outcome, cases_of, run_group
 
 
 def _cell(text: str) -> str:

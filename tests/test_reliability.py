@@ -1,4 +1,4 @@
-"""Reliability against running servers, every case of ``tests/reliability_cases.py``:
+"""Reliability against running servers, every case of ``tests/reliability/``:
 
 - hostile HTTP: every malformed, smuggling or over-limit request is answered with the right
   status and closed where the protocol requires;
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability_cases import GROUPS, Sessions, cases_of, run_case
+from tests.reliability import GROUPS, Sessions, cases_of, run_case
 
 CASES = [c for g in GROUPS for c in cases_of(g, include_covered=False)]
 
