@@ -1,4 +1,4 @@
-"""Test app for the reliability suite (``tests/reliability_cases.py``).
+"""Test app for the reliability suite (``tests/reliability/``).
 
 Everything under ``/hostile/`` is a bare WSGI callable (no framework in the way, so it can
 do what werkzeug would refuse, like putting CR/LF into a response header); every other path
