@@ -1,5 +1,6 @@
-"""Every limit answers with its status on a real server, the connection is closed, and the
-worker keeps serving everyone else; wsgiref.validate finds no WSGI violation."""
+"""A real server on every request of the invalid corpus (``tests/requests/invalid/``): each
+is answered with its status, the connection is closed, and the worker keeps serving everyone
+else; slow heads are cut at --timeout; wsgiref.validate finds no WSGI violation."""
 
 from __future__ import annotations
 
@@ -7,58 +8,30 @@ import socket
 
 import pytest
 
+from tests import corpus
+from tests.reliability.wire import exchange
 from tests.support import running_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    args = ("--max-request-line", "1024", "--max-header-size", "4096",
-            "--max-header-count", "20", "--max-body-size", "1000", "--timeout", "1")
+    """The hostile test app (its /hostile/echo reads the body, so body errors are met) with
+    the corpus limits."""
+    args = ("tests.apps.hostile:app", *corpus.SERVER_FLAGS, "--timeout", "1")
     with running_server(*args, tmp_path=tmp_path_factory.mktemp("limits")) as srv:
         yield srv
-
-
-def exchange(server, raw: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, read until the server closes; return everything it sent."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
-        sock.sendall(raw)
-        chunks = []
-        while True:
-            try:
-                data = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks)
 
 
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
 
-CASES = {
-    "uri too long": (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
-    "too many headers": (b"GET / HTTP/1.1\r\nHost: x\r\n"
-                         + b"".join(b"X-H%d: v\r\n" % i for i in range(30)) + b"\r\n", 431),
-    "header block too large": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 5000
-                               + b"\r\n\r\n", 431),
-    "body too large": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n", 413),
-    "malformed request line": (b"GARBAGE\r\n\r\n", 400),
-    "transfer-encoding gzip": (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-                               501),
-    "cl and te together": (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
-                           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-}
-
-
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_limit_answers_with_its_status_and_closes(server, case):
-    raw, expected = CASES[case]
-    response = exchange(server, raw)
-    assert status_of(response) == expected, response[:200]
-    assert b"Connection: close" in response.split(b"\r\n\r\n", 1)[0]
+@pytest.mark.parametrize("case", corpus.INVALID, ids=lambda c: c.id)
+def test_invalid_request_answers_with_its_status_and_closes(server, case):
+    reply = exchange(server.port, case.raw())
+    assert len(reply.responses) == 1 and reply.statuses[0] in case.status, reply.describe()
+    assert reply.responses[0].closes, reply.raw[:300]
+    assert reply.closed and not reply.leftover, reply.describe()
     # ...and the worker keeps serving everyone else
     assert server.get("/")[0] == 200
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 from loadtests.procs import ResponseReader
+from tests import corpus
 from tests.reliability.framework import case, expect, group
 from tests.reliability.session import Session, no_live_context_case
 from tests.reliability.wire import (
@@ -26,95 +27,10 @@ from tests.reliability.wire import (
     read_reply,
 )
 
-MAX_BODY = 100_000
+MAX_BODY = corpus.LIMITS["max_body_size"]
 group(
     "hostile", "Hostile HTTP (a good client is served throughout every case)",
-    ("tests.apps.hostile:app", "--max-request-line", "1024", "--max-header-size", "4096",
-     "--max-header-count", "20", "--max-body-size", str(MAX_BODY), "--timeout", "2",
-     "--keep-alive", "2"))
-
-# name -> (raw request, accepted statuses). Each must be answered and closed; it is sent in
-# one write and again in 40 small ones (the parser must not depend on how bytes arrive).
-_REJECTS: dict[str, tuple[bytes, tuple[int, ...]]] = {
-    "malformed request line (no spaces)": (b"GET/HTTP/1.1\r\nHost: x\r\n\r\n", (400,)),
-    "malformed request line (extra token)": (b"GET / HTTP/1.1 x\r\nHost: x\r\n\r\n", (400,)),
-    "malformed request line (lower-case method)": (b"get / HTTP/1.1\r\nHost: x\r\n\r\n",
-                                                   (400,)),
-    "request line of LF only": (b"GET / HTTP/1.1\nHost: x\n\n", (400,)),
-    "TLS ClientHello on the plain port": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
-                                          + bytes(32), (400,)),
-    "unknown HTTP version 1.2": (b"GET / HTTP/1.2\r\nHost: x\r\n\r\n", (400, 505)),
-    "unknown HTTP version 3.0": (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", (400, 505)),
-    "HTTP/2.0 request line": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", (505,)),
-    "HTTP/2 prior-knowledge preface": (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-                                       b"\x00\x00\x12\x04\x00\x00\x00\x00\x00", (505,)),
-    "header name with a space": (b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", (400,)),
-    "header name with a NUL": (b"GET / HTTP/1.1\r\nHost: x\r\nBad\x00: v\r\n\r\n", (400,)),
-    "header name with ()": (b"GET / HTTP/1.1\r\nHost: x\r\nX-(): v\r\n\r\n", (400,)),
-    "empty header name": (b"GET / HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n", (400,)),
-    "space before the colon": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A : v\r\n\r\n", (400,)),
-    "obs-fold continuation line": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",
-                                   (400,)),
-    "CTL in a header value": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n", (400,)),
-    "two Host headers": (b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", (400,)),
-    "two different Content-Length": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                     b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
-                                     (400,)),
-    "two equal Content-Length": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                 b"Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", (400,)),
-    "Content-Length list": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                            b"Content-Length: 5, 5\r\n\r\nhello", (400,)),
-    "negative Content-Length": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                b"Content-Length: -1\r\n\r\n", (400,)),
-    "non-numeric Content-Length": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                   b"Content-Length: 12abc\r\n\r\n", (400,)),
-    "signed Content-Length": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                              b"Content-Length: +5\r\n\r\nhello", (400,)),
-    "overflowing Content-Length": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                   b"Content-Length: 99999999999999999999999\r\n\r\n", (400,)),
-    "Content-Length 2^64-1": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                              b"Content-Length: 18446744073709551615\r\n\r\n", (400, 413)),
-    "chunk size not hex": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
-                           b"chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", (400,)),
-    "negative chunk size": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
-                            b"chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", (400,)),
-    "overflowing chunk size": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
-                               b"chunked\r\n\r\nfffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
-                               (400,)),
-    "chunk data longer than its size": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n"
-                                        b"0\r\n\r\n", (400,)),
-    "chunk extension with a NUL": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                   b"Transfer-Encoding: chunked\r\n\r\n5;\x00\r\nhello\r\n"
-                                   b"0\r\n\r\n", (400,)),
-    "chunk size line of LF only": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                   b"Transfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
-                                   (400,)),
-    "Transfer-Encoding gzip": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                               b"Transfer-Encoding: gzip\r\n\r\n", (501,)),
-    "Transfer-Encoding gzip, chunked": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                        b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-                                        (501,)),
-    "Transfer-Encoding identity": (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\n"
-                                   b"Transfer-Encoding: identity\r\n\r\n", (501,)),
-    "Transfer-Encoding chunked, gzip (chunked not last)": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
-        b"0\r\n\r\n", (400, 501)),
-    "raw 8-bit byte in the path": (b"GET /caf\xe9 HTTP/1.1\r\nHost: x\r\n\r\n", (400,)),
-    "URI over --max-request-line": (b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-                                    (414,)),
-    "too many header fields": (b"GET / HTTP/1.1\r\nHost: x\r\n"
-                               + b"".join(b"X-H%d: v\r\n" % i for i in range(25)) + b"\r\n",
-                               (431,)),
-    "one header over --max-header-size": (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "
-                                          + b"v" * 5000 + b"\r\n\r\n", (431,)),
-    "header block over the limit, many small fields": (
-        b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 300)
-                                                    for i in range(15)) + b"\r\n", (431,)),
-    "body over --max-body-size (Content-Length)": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-        % (MAX_BODY + 1), (413,)),
-}
+    ("tests.apps.hostile:app", *corpus.SERVER_FLAGS, "--timeout", "2", "--keep-alive", "2"))
 
 
 def _reject_case(name: str, raw: bytes, statuses: tuple[int, ...]) -> None:
@@ -131,18 +47,19 @@ def _reject_case(name: str, raw: bytes, statuses: tuple[int, ...]) -> None:
     case("hostile", name, f"{want}, closed")(run)
 
 
-for _name, (_raw, _statuses) in _REJECTS.items():
-    _reject_case(_name, _raw, _statuses)
+# Every request of the invalid corpus that has a row in the report (tests/requests/invalid/
+# outcomes.toml) must be answered and closed; it is sent in one write and again in 40 small
+# ones (the parser must not depend on how bytes arrive). The smuggling ones come below.
+for _request in corpus.INVALID:
+    if _request.reliability and not _request.smuggled:
+        _reject_case(_request.reliability, _request.raw(), _request.status)
 
 
 @case("hostile", "limits are exact: URI, header count at the limit are served",
       "200, 200")
 def _limits_exact(sess: Session) -> str:
-    # "GET " + target + " HTTP/1.1" == 1024 bytes
-    target = "/hostile/path/" + "a" * (1024 - len("GET  HTTP/1.1") - len("/hostile/path/"))
-    one = exchange(sess.port, get(target, close=True), responses=1)
-    headers = [f"X-H{i}: v" for i in range(18)]  # + Host + Connection = 20 fields
-    two = exchange(sess.port, get("/", *headers, close=True), responses=1)
+    one = exchange(sess.port, corpus.valid("015").raw(), responses=1)  # a 1024-byte line
+    two = exchange(sess.port, corpus.valid("016").raw(), responses=1)  # 20 fields
     got = f"{one.describe()}; {two.describe()}"
     expect(one.statuses == [200] and two.statuses == [200], got)
     return f"{one.statuses[0]}, {two.statuses[0]}"
@@ -150,39 +67,12 @@ def _limits_exact(sess: Session) -> str:
 
 # -- request smuggling: the request hidden in the body must never run
 
-_SMUGGLE_TAIL = b"GET /hostile/mark/{tag} HTTP/1.1\r\nHost: x\r\n\r\n"
-_SMUGGLES: dict[str, tuple[bytes, tuple[int, ...]]] = {
-    "smuggling CL.TE (Content-Length first)": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", (400,)),
-    "smuggling TE.CL (Transfer-Encoding first)": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Content-Length: 3\r\n\r\n0\r\n\r\n", (400,)),
-    "smuggling TE with space before colon + CL": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-        b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", (400,)),
-    "smuggling obfuscated TE (xchunked) + CL": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-        b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", (400, 501)),
-    "smuggling two Transfer-Encoding headers": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Transfer-Encoding: identity\r\n\r\n0\r\n\r\n", (400, 501)),
-    "smuggling CL.CL (0 then body length)": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
-        b"Content-Length: 47\r\n\r\n", (400,)),
-    "smuggling Content_Length (underscore) as framing": (
-        b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent_Length: 47\r\n"
-        b"Connection: close\r\n\r\n", (200,)),
-}
-
-
-def _smuggle_case(name: str, prefix: bytes, statuses: tuple[int, ...]) -> None:
+def _smuggle_case(name: str, request: corpus.Request, statuses: tuple[int, ...]) -> None:
     want = "/".join(map(str, statuses))
 
     def run(sess: Session) -> str:
         tag = new_token()
-        raw = prefix + _SMUGGLE_TAIL.replace(b"{tag}", tag.encode())
-        reply = exchange(sess.port, raw)
+        reply = exchange(sess.port, request.raw(tag))
         got = reply.describe()
         if statuses == (200,):  # framed by the real headers: the "body" is a 2nd request
             expect(reply.statuses[:1] == [200] and reply.closed, got)
@@ -195,8 +85,13 @@ def _smuggle_case(name: str, prefix: bytes, statuses: tuple[int, ...]) -> None:
     case("hostile", name, f"{want}, closed, smuggled request not run")(run)
 
 
-for _name, (_raw, _statuses) in _SMUGGLES.items():
-    _smuggle_case(_name, _raw, _statuses)
+# The corpus requests that end with a hidden `GET /hostile/mark/{tag}`: a fresh tag each run,
+# and /hostile/hits proves the hidden request never ran. The valid one (Content_Length) is
+# framed by its real headers, so its "body" would be a second request.
+for _request in [*corpus.INVALID, *corpus.VALID]:
+    if _request.reliability and _request.smuggled:
+        _smuggle_case(_request.reliability, _request,
+                      _request.status if isinstance(_request, corpus.Invalid) else (200,))
 
 
 @case("hostile", "bad chunk to an app that ignores the body",
@@ -204,7 +99,7 @@ for _name, (_raw, _statuses) in _SMUGGLES.items():
 def _bad_chunk_unread(sess: Session) -> str:
     tag = new_token()
     raw = (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
-           + _SMUGGLE_TAIL.replace(b"{tag}", tag.encode()))
+           + get(f"/hostile/mark/{tag}"))
     reply = exchange(sess.port, raw)
     expect(reply.statuses == [200] and reply.closed and not reply.leftover, reply.describe())
     expect(hits(sess.port, tag) == 0, f"{reply.describe()}; SMUGGLED REQUEST RAN")
@@ -214,13 +109,12 @@ def _bad_chunk_unread(sess: Session) -> str:
 @case("hostile", "valid chunk extensions and trailers", "200, body intact, connection reused")
 def _chunk_ext_trailers(sess: Session) -> str:
     tag = new_token()
-    raw = (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"5;name=value\r\nhello\r\n6;q=\"a b\";flag\r\n world\r\n0\r\nX-Trailer: t\r\n"
-           b"X-Other: u\r\n\r\n") + get(f"/hostile/mark/{tag}", close=True)
+    request = corpus.valid("012")
+    raw = request.raw() + get(f"/hostile/mark/{tag}", close=True)
     reply = exchange(sess.port, raw, responses=2)
     got = reply.describe()
     expect(reply.statuses == [200, 200], got)
-    expect(reply.responses[0].body == b"hello world", f"{got}; body {reply.responses[0].body!r}")
+    expect(reply.responses[0].body == request.body, f"{got}; body {reply.responses[0].body!r}")
     expect(hits(sess.port, tag) == 1, f"{got}; request after the trailers did not run")
     return f"{got}; body {reply.responses[0].body!r}"
 
@@ -228,13 +122,12 @@ def _chunk_ext_trailers(sess: Session) -> str:
 @case("hostile", "chunked body with upper-case CHUNKED and HTTP/1.0 chunked",
       "200 each; HTTP/1.0 one closed")
 def _chunked_variants(sess: Session) -> str:
-    one = exchange(sess.port, b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
-                   b"CHUNKED\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
-    two = exchange(sess.port, b"POST /hostile/echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n"
-                   b"Connection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    upper, http10 = corpus.valid("013"), corpus.valid("014")
+    one = exchange(sess.port, upper.raw())
+    two = exchange(sess.port, http10.raw())
     got = f"{one.describe()}; {two.describe()}"
-    expect(one.statuses == [200] and one.responses[0].body == b"hello", got)
-    expect(two.statuses == [200] and two.responses[0].body == b"hello" and two.closed, got)
+    expect(one.statuses == [200] and one.responses[0].body == upper.body, got)
+    expect(two.statuses == [200] and two.responses[0].body == http10.body and two.closed, got)
     return got
 
 
@@ -374,11 +267,11 @@ def _after_close(sess: Session) -> str:
 @case("hostile", "non-UTF-8 and percent-encoded path",
       "200; PATH_INFO carries the exact decoded bytes")
 def _odd_paths(sess: Session) -> str:
-    reply = exchange(sess.port, get("/hostile/path/%C3%A9%FF%00%2F%zz%?q=%FF", close=True),
-                     responses=1)
+    request = corpus.valid("017")
+    reply = exchange(sess.port, request.raw(), responses=1)
     expect(reply.statuses == [200], reply.describe())
     seen = bytes.fromhex(json.loads(reply.responses[0].body)["path_hex"])
-    want = b"/hostile/path/\xc3\xa9\xff\x00/%zz%"
+    want = request.environ["PATH_INFO"].encode("latin-1")
     expect(seen == want, f"PATH_INFO bytes {seen!r}, expected {want!r}")
     probe = exchange(sess.port, get("/probe/%FF%FE%00", close=True), responses=1)
     expect(probe.statuses and probe.statuses[0] < 500, f"reference app: {probe.describe()}")
