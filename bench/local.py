@@ -41,6 +41,7 @@ import greenlet
 import werkzeug.local
 
 import ctxlocal
+from loadtests import procs
 
 ROUNDS = 25
 TIMING_SECONDS = 0.04  # one timing of one case; many short rounds beat few long ones
@@ -225,17 +226,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _verdicts(cases: list[Case]) -> list[tuple[str, float, float, bool]]:
     """``(what, ratio, target, met)`` for every case that has a target."""
     return [(f"{case.implementation}: {case.group}", case.ratio, case.target,
@@ -252,7 +242,7 @@ def render(cases: list[Case], overhead: float, rounds: int, command: str) -> str
         "",
         f"- command: `{command}` (what `make bench` runs)",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc {nproc}, {_cpu_model()}, {platform.system()} {platform.release()}",
+        f"- machine: nproc {nproc}, {procs.cpu_model()}, {platform.system()} {platform.release()}",
         "- versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         f"- method: {rounds} interleaved rounds, each timing every case once for "
         f"~{TIMING_SECONDS * 1000:.0f} ms (timeit); ns per operation net of the timing loop "

@@ -1,4 +1,4 @@
-"""Smoke tests of the server benchmark's pure pieces (``bench/server.py``).
+"""Smoke tests of the server benchmark's pure pieces (``bench/server/``).
 
 No timed benchmark runs here: parsing wrk's output, medians and ratios, the target check,
 the report writers and the command lines are checked on made-up numbers. The benchmark
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import server as bench
+from bench import server as bench_server
 from bench.__main__ import BENCHMARKS
 from bench.apps import hello
+from bench.server import matrix, report, servers, stats, wrk
+from bench.server import run as bench_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,16 +64,16 @@ Transfer/sec:      1.37MB
                                           ("1.02s", 1020.0), ("2.00m", 120_000.0),
                                           (" 3ms ", 3.0)])
 def test_wrk_durations_become_milliseconds(text: str, ms: float) -> None:
-    assert bench.parse_duration_ms(text) == pytest.approx(ms)
+    assert wrk.parse_duration_ms(text) == pytest.approx(ms)
 
 
 def test_bad_duration_is_rejected() -> None:
     with pytest.raises(ValueError):
-        bench.parse_duration_ms("fast")
+        wrk.parse_duration_ms("fast")
 
 
 def test_wrk_output_with_errors_is_parsed() -> None:
-    result = bench.parse_wrk(WRK_OUTPUT)
+    result = wrk.parse_wrk(WRK_OUTPUT)
     assert result.requests_per_sec == pytest.approx(11852.58)
     assert result.requests == 71234 and result.duration_s == pytest.approx(6.01)
     assert result.latency_avg_ms == pytest.approx(42.10)
@@ -82,7 +84,7 @@ def test_wrk_output_with_errors_is_parsed() -> None:
 
 
 def test_clean_wrk_output_has_no_errors() -> None:
-    result = bench.parse_wrk(CLEAN_OUTPUT)
+    result = wrk.parse_wrk(CLEAN_OUTPUT)
     assert result.requests_per_sec == pytest.approx(8629.74)
     assert (result.p50_ms, result.p99_ms) == pytest.approx((5.22, 16.05))
     assert result.errors == 0 and result.socket_errors == {}
@@ -90,13 +92,13 @@ def test_clean_wrk_output_has_no_errors() -> None:
 
 def test_output_without_latency_distribution_leaves_percentiles_empty() -> None:
     text = "\n".join(line for line in CLEAN_OUTPUT.splitlines() if "%" not in line)
-    result = bench.parse_wrk(text)
+    result = wrk.parse_wrk(text)
     assert result.requests == 17387 and result.p50_ms is None and result.p99_ms is None
 
 
 def test_output_without_summary_is_an_error() -> None:
     with pytest.raises(ValueError, match="no wrk summary"):
-        bench.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+        wrk.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
 
 
 # --------------------------------------------------------------------------- statistics
@@ -104,18 +106,18 @@ def test_output_without_summary_is_an_error() -> None:
 
 def run(server: str, rps: float, p99: float, *, endpoint: str = "hello",
         conc: int = 50, p50: float = 1.0) -> dict:
-    result = bench.WrkResult(requests_per_sec=rps, requests=int(rps * 6), duration_s=6.0,
+    result = wrk.WrkResult(requests_per_sec=rps, requests=int(rps * 6), duration_s=6.0,
                              p50_ms=p50, p99_ms=p99)
     return {"endpoint": endpoint, "concurrency": conc, "server": server, "result": result}
 
 
 def test_median_ignores_missing_values() -> None:
-    assert bench.median([3.0, 1.0, 2.0]) == 2.0
-    assert bench.median([4.0, 1.0]) == 2.5
-    assert bench.median([None, 5.0]) == 5.0
-    assert bench.median([None]) is None
-    assert bench.ratio(6.0, 2.0) == 3.0 and bench.ratio(1.0, 0.0) is None
-    assert bench.ratio(None, 2.0) is None
+    assert stats.median([3.0, 1.0, 2.0]) == 2.0
+    assert stats.median([4.0, 1.0]) == 2.5
+    assert stats.median([None, 5.0]) == 5.0
+    assert stats.median([None]) is None
+    assert stats.ratio(6.0, 2.0) == 3.0 and stats.ratio(1.0, 0.0) is None
+    assert stats.ratio(None, 2.0) is None
 
 
 def test_summary_takes_medians_and_ratios_to_gunicorn_of_the_same_cell() -> None:
@@ -124,7 +126,7 @@ def test_summary_takes_medians_and_ratios_to_gunicorn_of_the_same_cell() -> None
             run("gunicorn", 7_500, 20.0), run("waitress", 9_000, 30.0),
             run("ours", 900, 400.0, endpoint="probe", conc=500),
             run("gunicorn", 300, 1600.0, endpoint="probe", conc=500)]
-    rows = bench.summarize(runs)
+    rows = stats.summarize(runs)
     assert [(r.endpoint, r.concurrency, r.server) for r in rows] == [
         ("hello", 50, "ours"), ("hello", 50, "gunicorn"), ("hello", 50, "waitress"),
         ("probe", 500, "ours"), ("probe", 500, "gunicorn")]
@@ -143,16 +145,16 @@ def test_summary_accepts_results_read_back_from_json() -> None:
     runs = [run("ours", 100, 1.0), run("gunicorn", 50, 2.0)]
     for entry in runs:
         entry["result"] = asdict(entry["result"])
-    assert bench.summarize(runs)[0].rps_ratio == pytest.approx(2.0)
+    assert stats.summarize(runs)[0].rps_ratio == pytest.approx(2.0)
 
 
 def test_without_gunicorn_there_are_no_ratios() -> None:
-    rows = bench.summarize([run("ours", 100, 1.0), run("pywsgi", 50, 2.0)])
+    rows = stats.summarize([run("ours", 100, 1.0), run("pywsgi", 50, 2.0)])
     assert all(r.rps_ratio is None and r.p99_ratio is None for r in rows)
 
 
 def test_targets_are_checked_against_the_medians() -> None:
-    rows = bench.summarize([
+    rows = stats.summarize([
         run("ours", 40_000, 5.0), run("gunicorn", 9_000, 20.0),
         run("ours", 38_000, 30.0, conc=500), run("gunicorn", 10_000, 100.0, conc=500),
         run("ours", 8_000, 50.0, endpoint="probe"), run("gunicorn", 3_000, 90.0,
@@ -161,7 +163,7 @@ def test_targets_are_checked_against_the_medians() -> None:
         run("gunicorn", 2_000, 500.0, endpoint="probe", conc=500)])
     memory = {"ours": {"per_connection_bytes": 10_000},
               "gunicorn": {"per_connection_bytes": 14_000}}
-    targets = {t.name: t for t in bench.check_targets(rows, memory)}
+    targets = {t.name: t for t in stats.check_targets(rows, memory)}
     hello_target = targets["hello throughput vs gunicorn -k gevent"]
     assert hello_target.met is False  # 3.8x at c500 misses 4x, though c50 has 4.44x
     assert "c50: 4.44" in hello_target.measured and "c500: 3.80" in hello_target.measured
@@ -172,7 +174,7 @@ def test_targets_are_checked_against_the_medians() -> None:
 
 
 def test_targets_not_measured_are_said_so() -> None:
-    targets = bench.check_targets(bench.summarize([run("ours", 1.0, 1.0)]), None)
+    targets = stats.check_targets(stats.summarize([run("ours", 1.0, 1.0)]), None)
     assert [t.met for t in targets] == [None, None]
 
 
@@ -195,15 +197,15 @@ MEMORY = {"_connections": 10_000,
           "gunicorn": {"error": "server exited with 1"}}
 
 
-def sample_rows() -> list[bench.Row]:
-    return bench.summarize([run("ours", 30_000, 4.0), run("gunicorn", 9_000, 20.0),
+def sample_rows() -> list[stats.Row]:
+    return stats.summarize([run("ours", 30_000, 4.0), run("gunicorn", 9_000, 20.0),
                             run("ours", 25_000, 40.0, conc=500),
                             run("gunicorn", 8_000, 400.0, conc=500)])
 
 
 def test_markdown_report_has_the_table_targets_memory_and_commands() -> None:
     rows = sample_rows()
-    text = bench.render_markdown(rows, bench.check_targets(rows, MEMORY), META, MEMORY)
+    text = report.render_markdown(rows, stats.check_targets(rows, MEMORY), META, MEMORY)
     assert "`.venv/bin/python -m bench server` (what `make bench` runs)" in text
     assert "nproc 2, Test CPU" in text and "python 3.11.7, wrk 4.1.0" in text
     assert "| hello | 50 | ours (python -m server) | 30,000 | 3.33\u00d7 | 1.00 | 4.00 " \
@@ -222,15 +224,15 @@ def test_markdown_report_has_the_table_targets_memory_and_commands() -> None:
 
 def test_json_and_chart_are_written(tmp_path: Path) -> None:
     rows = sample_rows()
-    targets = bench.check_targets(rows, MEMORY)
+    targets = stats.check_targets(rows, MEMORY)
     runs = [dict(run("ours", 30_000, 4.0), wrk_output=CLEAN_OUTPUT)]
-    bench.write_json(tmp_path / "server.json", META, runs, rows, targets, MEMORY)
+    report.write_json(tmp_path / "server.json", META, runs, rows, targets, MEMORY)
     data = json.loads((tmp_path / "server.json").read_text())
     assert data["runs"][0]["result"]["requests_per_sec"] == 30_000
     assert data["runs"][0]["wrk_output"] == CLEAN_OUTPUT
     assert data["summary"][0]["rps_ratio"] == pytest.approx(30_000 / 9_000)
     assert data["targets"][0]["met"] is False and data["meta"]["nproc"] == 2
-    bench.write_chart(tmp_path / "server.png", rows, MEMORY, "test chart")
+    report.write_chart(tmp_path / "server.png", rows, MEMORY, "test chart")
     assert (tmp_path / "server.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -238,53 +240,97 @@ def test_json_and_chart_are_written(tmp_path: Path) -> None:
 
 
 def test_server_commands() -> None:
-    ours = bench.server_command("ours", "bench.apps:hello", 8001, python="py")
+    ours = servers.server_command("ours", "bench.apps:hello", 8001, python="py")
     assert ours == ["py", "-m", "server", "--workers", "1", "--bind", "127.0.0.1:8001",
                     "--access-log", "off", "--log-level", "warning", "bench.apps:hello"]
-    gunicorn = bench.server_command("gunicorn", "server.probe:create_app()", 8001,
+    gunicorn = servers.server_command("gunicorn", "server.probe:create_app()", 8001,
                                     python="py")
     assert gunicorn[:7] == ["py", "-m", "gunicorn", "-k", "gevent", "-w", "1"]
     assert gunicorn[-1] == "server.probe:create_app()"
     assert "--worker-connections" not in gunicorn  # its default, as the issue asks
-    waitress = bench.server_command("waitress", "server.probe:create_app()", 8001,
+    waitress = servers.server_command("waitress", "server.probe:create_app()", 8001,
                                     python="py")
     assert "--threads=4" in waitress and waitress[-2:] == ["--call", "server.probe:create_app"]
-    assert bench.server_command("waitress", "bench.apps:hello", 1, python="py")[-1] == \
+    assert servers.server_command("waitress", "bench.apps:hello", 1, python="py")[-1] == \
         "bench.apps:hello"
-    assert bench.server_command("pywsgi", "bench.apps:hello", 8001, python="py") == \
+    assert servers.server_command("pywsgi", "bench.apps:hello", 8001, python="py") == \
         ["py", "-m", "bench.pywsgi_runner", "127.0.0.1:8001", "bench.apps:hello"]
     for server in ("ours", "gunicorn"):
-        memory = bench.server_command(server, "bench.apps:hello", 1, memory_test=True)
+        memory = servers.server_command(server, "bench.apps:hello", 1, memory_test=True)
         assert memory[memory.index("--keep-alive") + 1] == "3600"
         assert int(memory[memory.index("--worker-connections") + 1]) >= 10_000
     with pytest.raises(ValueError):
-        bench.server_command("nginx", "x", 1)
+        servers.server_command("nginx", "x", 1)
 
 
 def test_wrk_command_pins_and_sends_the_probe_header() -> None:
-    command = bench.wrk_command("probe", 8001, 500, 6.0, 1)
+    command = wrk.wrk_command("probe", 8001, 500, 6.0, 1)
     assert command[:3] == ["taskset", "-c", "1"]
     assert "-c500" in command and "-d6s" in command and "--latency" in command
-    assert command[command.index("-H") + 1] == f"X-Probe-Token: {bench.PROBE_TOKEN}"
-    assert command[-1].endswith(f"/probe/{bench.PROBE_TOKEN}?yields=0")
-    hello_command = bench.wrk_command("hello", 8001, 50, 2.5, None)
+    assert command[command.index("-H") + 1] == f"X-Probe-Token: {matrix.PROBE_TOKEN}"
+    assert command[-1].endswith(f"/probe/{matrix.PROBE_TOKEN}?yields=0")
+    hello_command = wrk.wrk_command("hello", 8001, 50, 2.5, None)
     assert hello_command[0] == "wrk" and "-H" not in hello_command
     assert hello_command[-1] == "http://127.0.0.1:8001/" and "-d2.5s" in hello_command
 
 
+def test_missing_wrk_prints_the_install_command_and_exits_non_zero(tmp_path: Path) -> None:
+    """The benchmark installs nothing itself: without wrk on PATH it says what to run."""
+    done = subprocess.run([sys.executable, "-m", "bench.server", "--results", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+                          env={"PATH": str(tmp_path), "PYTHONPATH": str(ROOT)})
+    assert done.returncode != 0
+    assert done.stderr.strip() == ("bench server: wrk is not installed; install it with: "
+                                   "apt-get install -y wrk")
+    assert list(tmp_path.iterdir()) == []  # nothing measured, nothing written
+
+
+def probe_payload(token: str = matrix.PROBE_TOKEN, **changes: object) -> bytes:
+    values = {key: token for key in ("path", "header", "request_id", "g", "local", "stack",
+                                     "threadlocal")}
+    return json.dumps({"token": token, "values": values, "stale": [], **changes}).encode()
+
+
+@pytest.mark.parametrize(("answer", "problem"), [
+    ((200, probe_payload()), None),
+    ((200, probe_payload(stale=["g=deadbeef"])), "LEAK stale"),
+    ((200, probe_payload(values={"path": matrix.PROBE_TOKEN})), "BAD RESPONSE values.header"),
+    ((500, b"oops"), "BAD RESPONSE status"),
+])
+def test_probe_answer_is_judged_by_the_load_tests_rules(
+    monkeypatch: pytest.MonkeyPatch, answer: tuple[int, bytes], problem: str | None
+) -> None:
+    """``check_answer`` applies ``loadtests.probe_check`` (one judgement, not a copy), and
+    sends the token as X-Request-ID so that ``values.request_id`` can be checked too."""
+    asked: list[dict[str, str]] = []
+
+    def fetch(url: str, *, headers: dict[str, str]) -> tuple[int, bytes]:
+        asked.append(headers)
+        return answer
+
+    monkeypatch.setattr(servers.procs, "fetch", fetch)
+    if problem is None:
+        servers.check_answer("probe", 1)
+    else:
+        with pytest.raises(RuntimeError, match=problem):
+            servers.check_answer("probe", 1)
+    assert asked == [{"X-Probe-Token": matrix.PROBE_TOKEN, "X-Request-ID": matrix.PROBE_TOKEN}]
+    assert matrix.HEADERS["probe"] == {"X-Probe-Token": matrix.PROBE_TOKEN}  # wrk's load
+
+
 def test_flags_for_a_quick_run() -> None:
-    args = bench.build_parser().parse_args(
+    args = bench_run.build_parser().parse_args(
         ["--duration", "1", "--warmup", "0", "--runs", "1", "--concurrency", "10",
          "--servers", "ours", "gunicorn", "--idle-connections", "0"])
     assert (args.duration, args.warmup, args.runs, args.concurrency) == (1.0, 0.0, 1, [10])
     assert args.servers == ["ours", "gunicorn"] and args.idle_connections == 0
-    defaults = bench.build_parser().parse_args([])
+    defaults = bench_run.build_parser().parse_args([])
     assert defaults.runs == 3 and defaults.concurrency == [50, 500]
     assert defaults.idle_connections == 10_000
 
 
 def test_benchmark_is_in_the_dispatch_table() -> None:
-    assert BENCHMARKS["server"] is bench.main
+    assert BENCHMARKS["server"] is bench_server.main is bench_run.main
 
 
 def test_hello_app_is_a_minimal_wsgi_callable() -> None:
