@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from loadtests.procs import Response, ResponseReader
+from loadtests.procs import ResponseReader, read_response
 from tests.support import metric_values, running_server, wait_no_live_entries
 
 
@@ -43,15 +43,6 @@ def test_sequential_keep_alive_requests_see_a_fresh_context(server):
         conn.close()
 
 
-def _read_response(sock: socket.socket, reader: ResponseReader) -> Response:
-    while not reader.responses:
-        data = sock.recv(65536)
-        assert data, "connection closed before a complete response"
-        reader.feed(data)
-    assert reader.error is None, reader.error
-    return reader.responses.pop(0)
-
-
 def test_error_then_next_request_on_the_same_connection_is_clean(server):
     """One socket, two requests: the app raises after filling the context, the next request
     on that very connection must find nothing of it."""
@@ -60,13 +51,13 @@ def test_error_then_next_request_on_the_same_connection_is_clean(server):
         reader = ResponseReader()
         sock.sendall(f"GET /probe/{token}/error HTTP/1.1\r\nHost: x\r\n"
                      f"X-Probe-Token: {token}\r\n\r\n".encode())
-        resp = _read_response(sock, reader)
+        resp = read_response(sock, reader)
         assert resp.status == 500
         assert b"Traceback" not in resp.body and b"ProbeFailure" not in resp.body
         assert not resp.closes  # the connection stays usable
         sock.sendall(f"GET /probe/{token2} HTTP/1.1\r\nHost: x\r\n"
                      f"X-Probe-Token: {token2}\r\nX-Request-ID: {token2}\r\n\r\n".encode())
-        resp = _read_response(sock, reader)
+        resp = read_response(sock, reader)
         assert resp.status == 200
         _assert_clean(json.loads(resp.body), token2)
     assert "request_id=" in server.log()  # the 500 was logged with its request id
