@@ -1,4 +1,4 @@
-"""The hello-world WSGI app every server in ``bench/server.py`` serves.
+"""The hello-world WSGI app every server in ``bench/server/`` serves.
 
 One minimal callable, no framework, the same object for all four servers — so the
 hello rows of the benchmark compare servers, not apps. (The probe rows use the reference

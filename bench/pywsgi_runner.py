@@ -4,7 +4,7 @@ The engine under ``gunicorn -k gevent``, run the way one should: monkey-patched 
 no access log, and ``TCP_NODELAY`` on every accepted socket (without it Nagle's algorithm
 and the client's delayed ACK stall a keep-alive client ~40 ms per request; see
 ``shared/design.md`` §4). ``APP`` is ``module:attr`` or ``module:factory()``, loaded by the
-server's own loader. Used by ``bench/server.py`` only.
+server's own loader. Used by ``bench/server/`` only.
 """
 
 from gevent import monkey
