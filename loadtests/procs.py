@@ -208,55 +208,56 @@ class ResponseReader:
             pass
 
     def _parse_one(self, *, eof: bool) -> bool:
+        """Move one complete response from the buffer to ``responses``; False if there is
+        none yet (or the bytes are malformed: then ``error`` says why)."""
         buf = self.buffer
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             return False
-        head = bytes(buf[:end])
-        lines = head.split(b"\r\n")
-        match = re.fullmatch(rb"HTTP/1\.[01] (\d{3})(?: (.*))?", lines[0])
-        if match is None:
-            self.error = f"bad status line {lines[0][:80]!r}"
+        resp = _parse_head(bytes(buf[:end]))
+        if isinstance(resp, str):
+            self.error = resp
             return False
-        status = int(match[1])
-        headers = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name.strip() != name:
-                self.error = f"bad header line {line[:80]!r}"
-                return False
-            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-        resp = Response(status, (match[2] or b"").decode("latin-1"), headers, b"", head)
         start = end + 4
-        if 100 <= status < 200 or status in (204, 304) or self.bodiless:
-            if status >= 200 and self.bodiless:
+        if 100 <= resp.status < 200 or resp.status in (204, 304) or self.bodiless:
+            if resp.status >= 200 and self.bodiless:
                 self.bodiless -= 1
-            del buf[:start]
-            self.responses.append(resp)
-            return True
+            consumed: int | None = 0
+        else:
+            resp.body, consumed = self._body(resp, bytes(buf[start:]), eof=eof)
+        if consumed is None:
+            return False
+        del buf[: start + consumed]
+        self.responses.append(resp)
+        return True
+
+    def _body(self, resp: Response, data: bytes, *, eof: bool) -> tuple[bytes, int | None]:
+        """(body, bytes consumed) by the response's framing; consumed None: incomplete."""
         length = resp.header("Content-Length")
         if length is not None:
             if not length.isdigit():
                 self.error = f"bad Content-Length {length!r}"
-                return False
-            stop = start + int(length)
-            if len(buf) < stop:
-                return False
-            resp.body = bytes(buf[start:stop])
-            del buf[:stop]
-        elif (resp.header("Transfer-Encoding") or "").lower() == "chunked":
-            body, consumed = _dechunk(bytes(buf[start:]))
-            if consumed is None:
-                return False
-            resp.body = body
-            del buf[: start + consumed]
-        else:  # close-delimited
-            if not eof:
-                return False
-            resp.body = bytes(buf[start:])
-            del buf[:]
-        self.responses.append(resp)
-        return True
+                return b"", None
+            size = int(length)
+            return (data[:size], size) if len(data) >= size else (b"", None)
+        if (resp.header("Transfer-Encoding") or "").lower() == "chunked":
+            return _dechunk(data)
+        return (data, len(data)) if eof else (b"", None)  # close-delimited
+
+
+def _parse_head(head: bytes) -> Response | str:
+    """The status line and fields of one response head, or what is wrong with them."""
+    lines = head.split(b"\r\n")
+    match = re.fullmatch(rb"HTTP/1\.[01] (\d{3})(?: (.*))?", lines[0])
+    if match is None:
+        return f"bad status line {lines[0][:80]!r}"
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name.strip() != name:
+            return f"bad header line {line[:80]!r}"
+        headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+    return Response(int(match[1]), (match[2] or b"").decode("latin-1"), headers, b"", head)
 
 
 def _dechunk(data: bytes) -> tuple[bytes, int | None]:

@@ -109,6 +109,8 @@ def write_json(path: Path, meta: dict[str, Any], runs: Sequence[dict[str, Any]],
 def write_chart(path: Path, rows: Sequence[Row], memory: dict[str, Any] | None,
                 title: str) -> None:
     """Bar charts: req/s and p99 per (endpoint, concurrency), one bar per server."""
+    # Here, not at the top: the Agg backend (no display) must be chosen before pyplot is
+    # imported, and only the chart needs matplotlib (half a second to import).
     import matplotlib
 
     matplotlib.use("Agg")

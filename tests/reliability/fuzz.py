@@ -6,6 +6,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.reliability.framework import Mismatch, case, expect, group
 from tests.reliability.session import Session, no_live_context_case
 from tests.reliability.wire import (
@@ -49,8 +52,6 @@ def _fuzz_followup(sess: Session) -> None:
 
 def _run_hypothesis(sess: Session, strategy: Any, name: str,
                     build: Callable[[Any], tuple[bytes, bool]]) -> str:
-    from hypothesis import HealthCheck, given, settings
-
     failures: list[str] = []
     count = [0]
     tally: dict[str, int] = {}
@@ -83,8 +84,6 @@ def _run_hypothesis(sess: Session, strategy: Any, name: str,
 def _fuzz_strategies() -> dict[str, Any]:
     """Requests that are mostly well-formed (so they get past the parser into the app)
     with every part sometimes replaced by junk; and raw bytes."""
-    from hypothesis import strategies as st
-
     def mostly(common: Any, *rare: Any) -> Any:  # ~3 in 4 draws from ``common``
         odd = st.one_of(*rare)
         return st.tuples(st.booleans(), st.booleans()).flatmap(
