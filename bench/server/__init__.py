@@ -41,7 +41,10 @@ One job per module: ``matrix`` (what is compared), ``servers`` (their processes)
 
 from __future__ import annotations
 
-from bench.server.matrix import ENDPOINTS, PROBE_TOKEN, SERVERS
+from bench.server.matrix import ENDPOINTS, PROBE_TOKEN, ROOT, SERVERS
 from bench.server.run import build_parser, main
+from bench.server.servers import Processes, display
 
-__all__ = ["ENDPOINTS", "PROBE_TOKEN", "SERVERS", "build_parser", "main"]
+# Processes and display are for other benchmarks that start servers the same way.
+__all__ = ["ENDPOINTS", "PROBE_TOKEN", "ROOT", "SERVERS", "Processes", "build_parser",
+           "display", "main"]
