@@ -80,6 +80,51 @@ def answered(samples: dict[str, dict[str, float]]) -> int:
     return int(sum(samples.get("ctxserver_requests_total", {}).values()))
 
 
+def rss_problems(baseline: dict[str, float] | None, rss: dict[str, float],
+                 max_growth: float) -> list[str]:
+    """What is wrong with the workers' RSS at the end against the warm-up's baseline."""
+    if baseline is None:
+        return ["never got past the warm-up; no RSS baseline"]
+    problems = []
+    if set(baseline) != set(rss):
+        problems.append(f"workers changed during the soak: {sorted(baseline)} → {sorted(rss)}")
+    for worker, before in baseline.items():
+        after = rss.get(worker)
+        if after is not None:
+            growth = after / before - 1
+            print(f"soak: worker {worker}: RSS {before / 2**20:.1f} → {after / 2**20:.1f} "
+                  f"MiB ({growth:+.2%})", flush=True)
+            if growth >= max_growth:
+                problems.append(f"worker {worker} RSS grew {growth:.2%}")
+    return problems
+
+
+def load(args: argparse.Namespace, url: str, command: list[str]
+         ) -> tuple[int, dict[str, float] | None]:
+    """Run locust until the server answered ``args.requests``; (locust's exit code, the
+    workers' RSS at the end of the warm-up, None if it never ended)."""
+    locust = subprocess.Popen([part.replace("{host}", url) for part in command], cwd=run.ROOT)
+    baseline: dict[str, float] | None = None
+    try:
+        while locust.poll() is None:
+            time.sleep(POLL_SECONDS)
+            samples = scrape(url)
+            count = answered(samples)
+            if baseline is None and count >= args.requests // 10:
+                baseline = dict(samples.get("ctxserver_worker_rss_bytes", {}))
+                print(f"soak: warm-up done at {count} requests; RSS baseline "
+                      f"{ {k: round(v / 2**20, 1) for k, v in baseline.items()} } MiB",
+                      flush=True)
+            if count >= args.requests:
+                print(f"soak: {count} requests answered; stopping the load", flush=True)
+                locust.send_signal(signal.SIGTERM)
+                break
+        return locust.wait(), baseline
+    except BaseException:
+        run.finish_locust(locust, signal.SIGTERM)
+        raise
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.reports.mkdir(parents=True, exist_ok=True)
@@ -87,27 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems: list[str] = []
     started = time.monotonic()
     with run.running_server(args) as url:
-        locust = subprocess.Popen([part.replace("{host}", url) for part in command],
-                                  cwd=run.ROOT)
-        baseline: dict[str, float] | None = None
-        try:
-            while locust.poll() is None:
-                time.sleep(POLL_SECONDS)
-                samples = scrape(url)
-                count = answered(samples)
-                if baseline is None and count >= args.requests // 10:
-                    baseline = dict(samples.get("ctxserver_worker_rss_bytes", {}))
-                    print(f"soak: warm-up done at {count} requests; RSS baseline "
-                          f"{ {k: round(v / 2**20, 1) for k, v in baseline.items()} } MiB",
-                          flush=True)
-                if count >= args.requests:
-                    print(f"soak: {count} requests answered; stopping the load", flush=True)
-                    locust.send_signal(signal.SIGTERM)
-                    break
-            code = locust.wait()
-        except BaseException:
-            run.finish_locust(locust, signal.SIGTERM)
-            raise
+        code, baseline = load(args, url, command)
         if code != 0:
             problems.append(f"locust verdict: exit code {code}")
         # In-flight requests end and the gauges refresh within the settle time.
@@ -115,24 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 interval=1.0)
         final = scrape(url)
     count = answered(final)
-    rss = final.get("ctxserver_worker_rss_bytes", {})
     if count < args.requests:
         problems.append(f"only {count} requests answered (< {args.requests})")
     if entries != 0:
         problems.append(f"{entries:g} live ctxlocal entries after the load stopped")
-    if baseline is None:
-        problems.append("never got past the warm-up; no RSS baseline")
-    else:
-        if set(baseline) != set(rss):
-            problems.append(f"workers changed during the soak: {sorted(baseline)} → {sorted(rss)}")
-        for worker, before in baseline.items():
-            after = rss.get(worker)
-            if after is not None:
-                growth = after / before - 1
-                print(f"soak: worker {worker}: RSS {before / 2**20:.1f} → {after / 2**20:.1f} "
-                      f"MiB ({growth:+.2%})", flush=True)
-                if growth >= args.max_rss_growth:
-                    problems.append(f"worker {worker} RSS grew {growth:.2%}")
+    problems += rss_problems(baseline, final.get("ctxserver_worker_rss_bytes", {}),
+                             args.max_rss_growth)
     minutes = (time.monotonic() - started) / 60
     verdict = "PASS" if not problems else "FAIL"
     print(f"SOAK SUMMARY verdict={verdict} requests={count} users={args.users} "

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from werkzeug.exceptions import NotFound
+from werkzeug.test import Client as WerkzeugClient
 from werkzeug.wrappers import Response
 
 import ctxlocal
@@ -17,8 +18,6 @@ from server.probe import create_app
 def Client(app):
     """werkzeug's test client, buffered: the response iterable is closed (and the request
     context ended) before the call returns, as a real server does."""
-    from werkzeug.test import Client as WerkzeugClient
-
     class Buffered(WerkzeugClient):
         def open(self, *args, **kwargs):
             kwargs.setdefault("buffered", True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,6 @@ def test_summary_takes_medians_and_ratios_to_gunicorn_of_the_same_cell() -> None
 
 
 def test_summary_accepts_results_read_back_from_json() -> None:
-    from dataclasses import asdict
-
     runs = [run("ours", 100, 1.0), run("gunicorn", 50, 2.0)]
     for entry in runs:
         entry["result"] = asdict(entry["result"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.config import SETTINGS, Config, ConfigError, load_config, markdown_table
@@ -52,8 +54,6 @@ def test_every_setting_is_a_config_field_and_in_the_table():
 
 
 def test_readme_options_table_is_current():
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert markdown_table() in readme, "README options table is stale: paste " \
         "`python -m server --print-config-table`"

@@ -15,9 +15,9 @@ import pytest
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from loadtests.procs import ResponseReader
 from server.handler import ConnectionHandler
 from server.http import Limits
-from tests.http_client import ResponseReader
 
 TIMEOUT = 5.0
 GRACE = 0.5

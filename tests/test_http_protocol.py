@@ -8,12 +8,15 @@ requests can be sent and the exact response bytes inspected.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote_from_bytes
 from wsgiref.validate import WSGIWarning, validator
 
 import gevent
@@ -28,6 +31,7 @@ from server.http import (
     FileWrapper,
     HTTPConnection,
     HTTPError,
+    HTTPRequest,
     HTTPResponse,
     Limits,
 )
@@ -390,8 +394,6 @@ def test_file_wrapper_real_file_uses_length(serve: Callable[..., Server]) -> Non
 
 
 def test_file_wrapper_over_non_file_iterates(serve: Callable[..., Server]) -> None:
-    import io
-
     closed: list[bool] = []
 
     class Stream(io.BytesIO):
@@ -638,8 +640,6 @@ def test_start_response_twice_without_exc_info_fails(serve: Callable[..., Server
 
 
 def test_start_response_exc_info_replaces_unsent_headers(serve: Callable[..., Server]) -> None:
-    import sys
-
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         start_response("200 OK", [("X-First", "1")])
         try:
@@ -668,8 +668,6 @@ def test_start_response_exc_info_after_headers_sent_reraises() -> None:
         def sendall(self, data: bytes) -> None:
             self.sent.append(data)
 
-    from server.http import HTTPRequest
-
     request = HTTPRequest("GET", "HTTP/1.1", True, None, False, False)
     conn = Conn()
     response = HTTPResponse(conn, request)  # type: ignore[arg-type]
@@ -679,8 +677,6 @@ def test_start_response_exc_info_after_headers_sent_reraises() -> None:
     try:
         raise KeyError("original")
     except KeyError:
-        import sys
-
         info = sys.exc_info()
     with pytest.raises(KeyError, match="original"):
         response.start_response("500 Oops", [], info)
@@ -877,8 +873,6 @@ def test_valid_requests_round_trip(
     splits: list[int],
 ) -> None:
     """A well-formed request arrives in the environ exactly as it was meant."""
-    from urllib.parse import quote_from_bytes
-
     target = "/" + quote_from_bytes(path) + ("?" + query if query else "")
     lines = [f"POST {target} HTTP/1.1", "Host: h"]
     lines += [f"{name}: {value}" for name, value in headers.items()]

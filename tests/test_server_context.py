@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -122,8 +123,6 @@ def test_unsafe_probe_is_not_mounted_by_default(server):
 
 def test_unsafe_probe_leaks_when_enabled(tmp_path):
     """The negative control: concurrent clients overwrite the global, and it shows."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with running_server("--unsafe-probe", tmp_path=tmp_path) as srv:
         def one() -> bool:
             token = secrets.token_hex(16)

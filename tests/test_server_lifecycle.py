@@ -7,15 +7,20 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 from tests.support import (
+    ROOT,
+    ServerProcess,
     free_port,
     metric_values,
     run_cli,
     running_server,
     wait_for_workers,
+    wait_healthy,
     worker_pids,
 )
 
@@ -162,11 +167,6 @@ def test_configuration_from_environment_and_json_logs(tmp_path):
            "SERVER_LOG_FORMAT": "json", "SERVER_UNSAFE_PROBE": "1"}
     # --bind on the command line would win over SERVER_BIND; running_server passes one, so
     # check the environment route through a flag-less start instead.
-    import subprocess
-    import sys
-
-    from tests.support import ROOT, ServerProcess, wait_healthy
-
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "server"], cwd=ROOT, stdout=log,

@@ -111,10 +111,10 @@ def write_chart(path: Path, rows: Sequence[Row], memory: dict[str, Any] | None,
     """Bar charts: req/s and p99 per (endpoint, concurrency), one bar per server."""
     # Here, not at the top: the Agg backend (no display) must be chosen before pyplot is
     # imported, and only the chart needs matplotlib (half a second to import).
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - see above
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after matplotlib.use
 
     cells = sorted({(r.endpoint, r.concurrency) for r in rows},
                    key=lambda c: (ENDPOINTS.index(c[0]) if c[0] in ENDPOINTS else 9, c[1]))
