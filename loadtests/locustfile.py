@@ -3,8 +3,9 @@
 One user class per probe variant of ``docs/probe-contract.md``; each request carries a fresh
 random token in the path, ``X-Probe-Token`` and ``X-Request-ID``, and fails (through locust's
 ``catch_response``) when the answer shows anything else.  What counts as a leak is decided in
-``loadtests.probe_check``, the run's exit code in ``loadtests.verdict``; both count nothing
-themselves, locust does.
+``loadtests.probe_check``, the run's exit code in ``loadtests.verdict``, what a person reads
+about leaks (log, web UI "Leaks" tab and banner, report) in ``loadtests.leak_view``; none of
+them counts anything, locust does.
 
 Run from the repository root (``python -m loadtests.run`` does it for you)::
 
@@ -17,7 +18,6 @@ Without user classes named on the command line a normal run uses every probe cla
 
 from __future__ import annotations
 
-import itertools
 import logging
 import secrets
 import sys
@@ -27,39 +27,20 @@ from locust import FastHttpUser, constant, events, task
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
 from locust.env import Environment
 
-from loadtests import verdict
+from loadtests import leak_view, verdict
 from loadtests.probe_check import (
     Problem,
     check_error_status,
     check_probe_body,
     check_stream_body,
+    failure_detail,
     failure_message,
+    is_leak_message,
 )
 
 log = logging.getLogger("loadtests")
 
 FANOUT_CHILDREN = 4
-DETAILED_LEAKS_PER_PROCESS = 20
-"""Leak messages that carry the expected and seen values, per locust process.
-
-Tokens are unique, so every detailed message is a row of its own in locust's error table (and
-in the report, and in every worker→master message); after this many, leaks are reported by
-place and kind only, and identical ones collapse into one row with a count.
-"""
-
-
-_leaks_reported = itertools.count()  # numbers the leaking responses of this process
-
-
-def _report(response: ResponseContextManager, problems: list[Problem]) -> None:
-    """Mark the response failed with the problems' message, or successful when there are none."""
-    with_values = (not any(p.leak for p in problems)
-                   or next(_leaks_reported) < DETAILED_LEAKS_PER_PROCESS)
-    message = failure_message(problems, with_values=with_values)
-    if message is None:
-        response.success()
-    else:
-        response.failure(message)
 
 
 def _read(response: ResponseContextManager) -> str | None:
@@ -92,6 +73,22 @@ class ProbeUser(FastHttpUser):
         token = secrets.token_hex(16)
         return token, {"X-Probe-Token": token, "X-Request-ID": token}
 
+    def report(self, response: ResponseContextManager, name: str, token: str,
+               problems: list[Problem]) -> None:
+        """Mark the response failed with the problems' message, or successful without any.
+
+        The message names the kind of leak only, so locust's error table has one row per
+        kind; the tokens go to this process's leak view (log, examples, report).
+        """
+        message = failure_message(problems)
+        if message is None:
+            response.success()
+            return
+        if is_leak_message(message):
+            leak_view.view_of(self.environment).record(name, message,
+                                                       failure_detail(token, problems))
+        response.failure(message)
+
     def probe(self, path: str, name: str, *, extra_headers: dict[str, str] | None = None,
               children: int | None = None) -> None:
         """GET ``path`` (``{token}`` filled in) and judge it as one probe payload."""
@@ -100,8 +97,9 @@ class ProbeUser(FastHttpUser):
         with self.client.get(path.format(token=token), headers=headers, name=name,
                              catch_response=True) as response:
             if (body := _read(response)) is not None:
-                _report(response, check_probe_body(token, response.status_code, body,
-                                                   children=children))
+                self.report(response, name, token,
+                            check_probe_body(token, response.status_code, body,
+                                             children=children))
 
 
 class KeepAliveProbeUser(ProbeUser):
@@ -127,10 +125,12 @@ class StreamProbeUser(ProbeUser):
     @task
     def stream(self) -> None:
         token, headers = self.new_token()
-        with self.client.get(f"/probe/{token}/stream", headers=headers,
-                             name="/probe/[token]/stream", catch_response=True) as response:
+        name = "/probe/[token]/stream"
+        with self.client.get(f"/probe/{token}/stream", headers=headers, name=name,
+                             catch_response=True) as response:
             if (body := _read(response)) is not None:
-                _report(response, check_stream_body(token, response.status_code, body))
+                self.report(response, name, token,
+                            check_stream_body(token, response.status_code, body))
 
 
 class FanoutProbeUser(ProbeUser):
@@ -167,20 +167,22 @@ class ErrorThenProbeUser(ProbeUser):
     @task
     def error_then_probe(self) -> None:
         token, headers = self.new_token()
-        with self.client.get(f"/probe/{token}/error", headers=headers,
-                             name="/probe/[token]/error", catch_response=True) as response:
+        name = "/probe/[token]/error"
+        with self.client.get(f"/probe/{token}/error", headers=headers, name=name,
+                             catch_response=True) as response:
             if _read(response) is None:
                 return
             problems = check_error_status(response.status_code)
             if (response.headers or {}).get("Connection", "").lower() == "close":
                 problems.append(Problem("connection", "kept alive after the 500",
                                         "Connection: close", leak=False))
-            _report(response, problems)
+            self.report(response, name, token, problems)
         connection = self._idle_connection()
 
         token, headers = self.new_token()
-        with self.client.get(f"/probe/{token}", headers=headers,
-                             name="/probe/[token] (after error)", catch_response=True) as response:
+        name = "/probe/[token] (after error)"
+        with self.client.get(f"/probe/{token}", headers=headers, name=name,
+                             catch_response=True) as response:
             if (body := _read(response)) is None:
                 return
             problems = check_probe_body(token, response.status_code, body)
@@ -189,7 +191,7 @@ class ErrorThenProbeUser(ProbeUser):
                 # connection was gone: the probe did not test what it is meant to.
                 problems.append(Problem("connection", "the connection of the 500",
                                         "a new connection", leak=False))
-            _report(response, problems)
+            self.report(response, name, token, problems)
 
 
 class NegativeControlUser(ProbeUser):
@@ -226,4 +228,6 @@ def select_user_classes(environment: Environment, **_kwargs: Any) -> None:
 
 
 events.init_command_line_parser.add_listener(verdict.add_arguments)
+events.init_command_line_parser.add_listener(leak_view.add_arguments)
+events.init.add_listener(leak_view.install)
 events.quitting.add_listener(verdict.on_quitting)

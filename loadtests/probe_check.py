@@ -12,6 +12,11 @@ failure that is *not* a leak.  :func:`failure_message` renders the list into the
 locust's ``response.failure``; leak messages start with :data:`LEAK_PREFIX`, which is how the
 verdict tells leaks from other failures, also after locust shipped them from a worker to the
 master as plain strings.
+
+Locust groups failures by (method, name, message), so the message of a leak names only its
+*kind* — which contexts leaked, and what they held instead (:data:`LEAK_KINDS`) — never the
+tokens: ten thousand leaks of one kind are one row, not ten thousand.  The tokens, which say
+*whose* data was seen, are in :func:`failure_detail`, for the log and the leak examples.
 """
 
 from __future__ import annotations
@@ -22,15 +27,21 @@ from typing import Any
 
 __all__ = [
     "CHILD_KEYS",
+    "LEAK_KINDS",
     "LEAK_PREFIX",
+    "LEFT_OVER",
+    "NO_VALUE",
+    "OTHER_VALUE",
     "VALUE_KEYS",
     "Problem",
     "check_error_status",
     "check_probe",
     "check_probe_body",
     "check_stream_body",
+    "failure_detail",
     "failure_message",
     "is_leak_message",
+    "leak_summary",
 ]
 
 LEAK_PREFIX = "LEAK"
@@ -41,6 +52,16 @@ VALUE_KEYS = ("path", "header", "request_id", "g", "local", "stack", "threadloca
 
 CHILD_KEYS = ("g", "local", "stack", "header")
 """Entries of every fan-out child; each must equal the token."""
+
+OTHER_VALUE = "value of another request"
+NO_VALUE = "no value"
+LEFT_OVER = "left over from an earlier request"
+LEAK_KINDS = (OTHER_VALUE, NO_VALUE, LEFT_OVER)
+"""What a leaking context held, in the order a message names them: another request's value,
+nothing where its own value belonged, or something found before the request stored anything."""
+
+CHILD_PREFIX = "child "
+"""Contexts read in a fan-out child are named ``child g``, ``child local``..."""
 
 _MISSING = object()
 
@@ -58,40 +79,47 @@ class Problem:
     expected: Any
     seen: Any
     leak: bool
+    context: str = ""
+    """For a leak: the context that leaked (``g``, ``child local``, ``token``...)."""
+    kind: str = ""
+    """For a leak: one of :data:`LEAK_KINDS`."""
 
-    def describe(self, *, with_values: bool = True) -> str:
-        """``where: expected X, seen Y``; for a leak without values, only what kind was seen.
-
-        Leaked values are random per request, so a message carrying them is unique; the short
-        form lets many identical leaks collapse into one row of locust's error table.
-        """
-        if with_values or not self.leak:
-            return f"{self.where}: expected {self.expected!r}, seen {self.seen!r}"
-        if self.seen is None:
-            return f"{self.where}: seen None"
-        return f"{self.where}: seen another value"
+    def describe(self) -> str:
+        """``where: expected X, seen Y``, values included (for logs and details)."""
+        return f"{self.where}: expected {self.expected!r}, seen {self.seen!r}"
 
     def __str__(self) -> str:
         return self.describe()
 
 
-def _leak(where: str, token: str, seen: Any) -> Problem:
-    return Problem(where, token, seen, leak=True)
+def _leak(where: str, token: str, seen: Any, context: str) -> Problem:
+    return Problem(where, token, seen, leak=True, context=context,
+                   kind=NO_VALUE if seen is None else OTHER_VALUE)
+
+
+def _left_over(entry: Any) -> Problem:
+    """A ``stale`` entry (``"g.token=<value>"``, ``"local=<value>"``): named by its context."""
+    context = str(entry).split("=", 1)[0].split(".", 1)[0] or "stale"
+    return Problem("stale", "nothing", entry, leak=True, context=context, kind=LEFT_OVER)
 
 
 def _bad(where: str, expected: Any, seen: Any) -> Problem:
     return Problem(where, expected, seen, leak=False)
 
 
-def _check_mapping(where: str, token: str, mapping: Any, required: tuple[str, ...]
-                   ) -> list[Problem]:
-    """Every required key present and every entry (required or extra) equal to ``token``."""
+def _check_mapping(where: str, token: str, mapping: Any, required: tuple[str, ...], *,
+                   context_prefix: str = "") -> list[Problem]:
+    """Every required key present and every entry (required or extra) equal to ``token``.
+
+    Extra keys are judged too, so a storage kind the server adds is checked (and named in
+    messages) without a change here.
+    """
     if not isinstance(mapping, dict):
         return [_bad(where, "an object", mapping)]
     problems = [_bad(f"{where}.{key}", "present", "missing") for key in required
                 if key not in mapping]
-    problems += [_leak(f"{where}.{key}", token, value) for key, value in mapping.items()
-                 if value != token]
+    problems += [_leak(f"{where}.{key}", token, value, f"{context_prefix}{key}")
+                 for key, value in mapping.items() if value != token]
     return problems
 
 
@@ -108,12 +136,12 @@ def check_probe(token: str, payload: Any, *, children: int | None = None) -> lis
     if echoed is _MISSING:
         problems.append(_bad("token", "present", "missing"))
     elif echoed != token:
-        problems.append(_leak("token", token, echoed))
+        problems.append(_leak("token", token, echoed, "token"))
     problems += _check_mapping("values", token, payload.get("values"), VALUE_KEYS)
 
     stale = payload.get("stale", _MISSING)
     if isinstance(stale, list):
-        problems += [Problem("stale", "nothing", entry, leak=True) for entry in stale]
+        problems += [_left_over(entry) for entry in stale]
     else:
         problems.append(_bad("stale", "a list", "missing" if stale is _MISSING else stale))
 
@@ -124,7 +152,8 @@ def check_probe(token: str, payload: Any, *, children: int | None = None) -> lis
     if children is not None and len(kids) != children:
         problems.append(_bad("children", f"{children} entries", f"{len(kids)} entries"))
     for index, child in enumerate(kids):
-        problems += _check_mapping(f"children[{index}]", token, child, CHILD_KEYS)
+        problems += _check_mapping(f"children[{index}]", token, child, CHILD_KEYS,
+                                   context_prefix=CHILD_PREFIX)
     return problems
 
 
@@ -173,17 +202,50 @@ def check_error_status(status: int) -> list[Problem]:
     return _check_status(status, 500)
 
 
-def failure_message(problems: list[Problem], *, with_values: bool = True) -> str | None:
+def _context_order(context: str) -> tuple[int, int, str]:
+    """Sort key: the request's own contexts before the children's, each in contract order
+    (``token`` first, then :data:`VALUE_KEYS`); contexts the contract does not name yet go
+    last, alphabetically."""
+    child = context.startswith(CHILD_PREFIX)
+    base = context.removeprefix(CHILD_PREFIX)
+    known = ("token", *VALUE_KEYS)
+    return (int(child), known.index(base) if base in known else len(known), base)
+
+
+def leak_summary(problems: list[Problem]) -> str:
+    """``g, local, stack, threadlocal: value of another request; global: left over ...``
+
+    The leaking contexts grouped by kind, each context once however many fan-out children or
+    stream lines showed it: no token, no index, so identical leaks read identically.
+    """
+    by_kind: dict[str, set[str]] = {}
+    for problem in problems:
+        if problem.leak:
+            by_kind.setdefault(problem.kind, set()).add(problem.context)
+    kinds = [kind for kind in LEAK_KINDS if kind in by_kind]
+    kinds += sorted(set(by_kind) - set(LEAK_KINDS))
+    return "; ".join(f"{', '.join(sorted(by_kind[kind], key=_context_order))}: {kind}"
+                     for kind in kinds)
+
+
+def failure_message(problems: list[Problem]) -> str | None:
     """The text for ``response.failure``, or ``None`` when there is nothing wrong.
 
-    Leaks come first and the message then starts with ``LEAK``; a response with only non-leak
-    problems gets ``BAD RESPONSE``.  Both list every problem, so nothing found is hidden.
+    A leak gives ``LEAK <contexts>: <kind>[; ...]`` (:func:`leak_summary`), followed by any
+    non-leak problems of the same response; without a leak it is ``BAD RESPONSE`` and every
+    problem.  Nothing found is hidden, and no token makes two messages of one kind differ.
     """
     if not problems:
         return None
-    ordered = sorted(problems, key=lambda p: not p.leak)  # stable: leaks first, order kept
-    prefix = LEAK_PREFIX if ordered[0].leak else "BAD RESPONSE"
-    return f"{prefix} " + "; ".join(p.describe(with_values=with_values) for p in ordered)
+    bad = "; ".join(p.describe() for p in problems if not p.leak)
+    if not any(p.leak for p in problems):
+        return f"BAD RESPONSE {bad}"
+    return f"{LEAK_PREFIX} {leak_summary(problems)}" + (f"; also {bad}" if bad else "")
+
+
+def failure_detail(token: str, problems: list[Problem]) -> str:
+    """Every problem with its values: whose data was seen (for the log and leak examples)."""
+    return f"token {token}: " + "; ".join(p.describe() for p in problems)
 
 
 def is_leak_message(message: str) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SUMMARY_TAG", "Decision", "Tally", "decide", "format_summary", "parse_summary"]
+__all__ = ["SUMMARY_TAG", "Decision", "Tally", "decide", "format_summary", "headline",
+           "parse_summary"]
 
 SUMMARY_TAG = "LOADTEST SUMMARY"
 """Starts the one machine-readable summary line (``key=value`` pairs follow)."""
@@ -67,6 +68,16 @@ def decide(t: Tally, *, min_requests: int, expect_leaks: bool) -> Decision:
     if t.user_errors:
         reasons.append(f"{t.user_errors} exceptions in the locustfile's own code")
     return Decision(1 if reasons else 0, tuple(reasons))
+
+
+def headline(t: Tally, d: Decision, *, expect_leaks: bool) -> str:
+    """The verdict in one sentence, for the web UI's banner, the report and the log."""
+    if not d.passed:
+        return "FAIL: " + "; ".join(d.reasons)
+    if expect_leaks:
+        return (f"PASS (negative control): {t.leaks:,} of {t.requests:,} requests were caught "
+                "leaking, so the detector works")
+    return f"PASS: no request saw another request's context ({t.requests:,} requests, 0 leaks)"
 
 
 def format_summary(t: Tally, d: Decision, *, min_requests: int, expect_leaks: bool) -> str:

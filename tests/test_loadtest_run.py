@@ -103,4 +103,15 @@ def test_the_negative_control_is_caught_leaking(tmp_path: Path) -> None:
     assert int(summary["requests"]) > min_requests
     assert set(requests_by_name(tmp_path / "control_stats.csv")) == {
         "/unsafe/probe/[token]", "Aggregated"}
+    # Grouped by kind: a handful of rows however many leaks. The unsafe endpoint can show at
+    # most 5 kinds: its values another request's, none or its own, with or without a
+    # left-over global, less the one clean combination.
+    with (tmp_path / "control_failures.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert 1 <= len(rows) <= 5, [row["Error"] for row in rows]
+    assert sum(int(row["Occurrences"]) for row in rows) == int(summary["leaks"])
+    assert all(row["Error"].startswith("CatchResponseError('LEAK ") for row in rows), rows
+    # The tokens are in the report's leak detail (shipped from the workers to the master).
+    report = (tmp_path / "control.html").read_text()
+    assert re.search(r'<section id="leak-report"[^>]*>.*token [0-9a-f]{32}: values\.g', report, re.S)
     assert_server_gone(output)

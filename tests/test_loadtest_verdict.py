@@ -13,43 +13,36 @@ from argparse import Namespace
 from collections.abc import Callable, Iterator
 
 import pytest
-from gevent import monkey
 
 from loadtests.probe_check import (
     LEAK_PREFIX,
+    OTHER_VALUE,
     VALUE_KEYS,
     check_error_status,
     check_probe,
     check_probe_body,
     check_stream_body,
+    failure_detail,
     failure_message,
     is_leak_message,
 )
 from loadtests.procs import free_port
 from loadtests.summary import Tally, decide, format_summary, parse_summary
-
-# Importing locust monkey-patches the whole process with gevent, and this pytest process is
-# shared with tests that use real threads and sockets.  Nothing here needs the patch.
-_was_patched = monkey.is_module_patched("socket")
-_previous = os.environ.get("LOCUST_SKIP_MONKEY_PATCH")
-os.environ["LOCUST_SKIP_MONKEY_PATCH"] = "1"
-try:
-    from locust.env import Environment
-    from locust.exception import CatchResponseError
-    from locust.stats import setup_distributed_stats_event_listeners
-
-    from loadtests import locustfile, run, verdict
-finally:
-    if _previous is None:
-        del os.environ["LOCUST_SKIP_MONKEY_PATCH"]
-    else:
-        os.environ["LOCUST_SKIP_MONKEY_PATCH"] = _previous
-_patched_by_locust = monkey.is_module_patched("socket") and not _was_patched
+from tests.locust_unpatched import (
+    PATCHED_BY_LOCUST,
+    SKIP_WAS_PRESET,
+    CatchResponseError,
+    Environment,
+    locustfile,
+    run,
+    setup_distributed_stats_event_listeners,
+    verdict,
+)
 
 
 def test_importing_locust_here_left_the_process_unpatched() -> None:
-    assert not _patched_by_locust
-    assert "LOCUST_SKIP_MONKEY_PATCH" not in os.environ or _previous is not None
+    assert not PATCHED_BY_LOCUST
+    assert "LOCUST_SKIP_MONKEY_PATCH" not in os.environ or SKIP_WAS_PRESET
 
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -76,14 +69,17 @@ def test_a_correct_probe_has_no_problems() -> None:
     assert failure_message([]) is None
 
 
-def test_another_requests_value_is_a_leak_naming_key_expected_and_seen() -> None:
+def test_another_requests_value_is_a_leak_naming_the_context_and_kind() -> None:
     values = dict.fromkeys(VALUE_KEYS, TOKEN) | {"g": OTHER}
     problems = check_probe(TOKEN, payload(values=values))
-    assert [(p.where, p.expected, p.seen, p.leak) for p in problems] == [
-        ("values.g", TOKEN, OTHER, True)]
+    assert [(p.where, p.expected, p.seen, p.leak, p.context, p.kind) for p in problems] == [
+        ("values.g", TOKEN, OTHER, True, "g", OTHER_VALUE)]
     message = failure_message(problems)
-    assert message == f"LEAK values.g: expected {TOKEN!r}, seen {OTHER!r}"
+    assert message == "LEAK g: value of another request"
     assert is_leak_message(message)
+    # The tokens are in the detail, for the log and the examples, never in the message.
+    assert failure_detail(TOKEN, problems) == (
+        f"token {TOKEN}: values.g: expected {TOKEN!r}, seen {OTHER!r}")
 
 
 def test_a_lost_value_is_a_leak_too() -> None:
@@ -91,6 +87,7 @@ def test_a_lost_value_is_a_leak_too() -> None:
     values = dict.fromkeys(VALUE_KEYS, TOKEN) | {"threadlocal": None}
     [problem] = check_probe(TOKEN, payload(values=values))
     assert (problem.where, problem.seen, problem.leak) == ("values.threadlocal", None, True)
+    assert failure_message([problem]) == "LEAK threadlocal: no value"
 
 
 def test_a_wrong_echoed_token_is_a_leak() -> None:
@@ -101,13 +98,14 @@ def test_a_wrong_echoed_token_is_a_leak() -> None:
 def test_a_stale_value_is_a_leak() -> None:
     problems = check_probe(TOKEN, payload(stale=[f"g.token={OTHER}"]))
     assert [(p.where, p.seen, p.leak) for p in problems] == [("stale", f"g.token={OTHER}", True)]
-    assert failure_message(problems).startswith(f"{LEAK_PREFIX} stale: ")
+    assert failure_message(problems) == f"{LEAK_PREFIX} g: left over from an earlier request"
 
 
 def test_a_child_leak_names_the_child_and_its_key() -> None:
     kids = [child(), child(), child(local=OTHER), child()]
     problems = check_probe(TOKEN, payload(children=kids), children=4)
     assert [(p.where, p.seen, p.leak) for p in problems] == [("children[2].local", OTHER, True)]
+    assert failure_message(problems) == "LEAK child local: value of another request"
 
 
 def test_missing_children_or_keys_are_failures_but_not_leaks() -> None:
@@ -125,16 +123,49 @@ def test_missing_children_or_keys_are_failures_but_not_leaks() -> None:
 def test_leaks_come_first_so_a_mixed_response_counts_as_a_leak() -> None:
     values = {k: TOKEN for k in VALUE_KEYS if k != "stack"} | {"g": OTHER}
     message = failure_message(check_probe(TOKEN, payload(values=values)))
-    assert message.startswith("LEAK values.g: ") and "values.stack: expected 'present'" in message
+    assert message == ("LEAK g: value of another request; "
+                       "also values.stack: expected 'present', seen 'missing'")
 
 
-def test_without_values_identical_leaks_share_one_message() -> None:
-    """Unique tokens would make every message unique; the short form groups them."""
+def test_identical_leaks_share_one_message_whatever_their_tokens() -> None:
+    """Unique tokens would make every message unique: one row per leak in locust."""
     first = check_probe(TOKEN, payload(stale=[f"local={OTHER}"]))
     second = check_probe(OTHER, payload(OTHER, stale=[f"local={TOKEN}"]))
-    short = failure_message(first, with_values=False)
-    assert short == failure_message(second, with_values=False) == "LEAK stale: seen another value"
-    assert failure_message(first) != failure_message(second)
+    assert failure_message(first) == failure_message(second) == (
+        "LEAK local: left over from an earlier request")
+    assert failure_detail(TOKEN, first) != failure_detail(OTHER, second)
+
+
+def test_the_message_groups_contexts_by_kind_in_contract_order() -> None:
+    """The negative control's typical answer, and every child and stream line folded in."""
+    values = dict.fromkeys(VALUE_KEYS, TOKEN) | {
+        "threadlocal": OTHER, "g": OTHER, "local": None, "stack": OTHER}
+    kids = [child(g=OTHER), child(g=OTHER, header=None), child()]
+    problems = check_probe(TOKEN, payload(values=values, children=kids,
+                                          stale=[f"global={OTHER}", f"g.token={OTHER}"]),
+                           children=3)
+    assert failure_message(problems) == (
+        "LEAK g, stack, threadlocal, child g: value of another request; "
+        "local, child header: no value; g, global: left over from an earlier request")
+
+
+@pytest.mark.parametrize("kinds", [
+    # the different leaks the negative control produces; each must stay its own row
+    [("g", OTHER)], [("g", None)], [("g", OTHER), ("local", OTHER)], [("stack", None)]])
+def test_distinct_kinds_are_distinct_rows(kinds: list[tuple[str, str | None]]) -> None:
+    messages = set()
+    for leaked in ([], kinds):
+        values = dict.fromkeys(VALUE_KEYS, TOKEN) | dict(leaked)
+        messages.add(failure_message(check_probe(TOKEN, payload(values=values))))
+    messages.add(failure_message(check_probe(TOKEN, payload(stale=[f"g.token={OTHER}"]))))
+    assert len(messages) == 3  # None (no leak), this kind, and the stale one
+
+
+def test_a_context_the_contract_does_not_name_yet_is_judged_and_named() -> None:
+    """Issue 10 adds storage kinds: an extra value is a context like the others."""
+    values = dict.fromkeys(VALUE_KEYS, TOKEN) | {"contextvar": OTHER, "g": OTHER}
+    message = failure_message(check_probe(TOKEN, payload(values=values)))
+    assert message == "LEAK g, contextvar: value of another request"
 
 
 def test_http_status_and_json_problems_are_not_leaks() -> None:
@@ -153,6 +184,8 @@ def test_every_streamed_line_is_checked() -> None:
     assert check_stream_body(TOKEN, 200, f"{good}\n{good}\n{good}\n") == []
     [problem] = check_stream_body(TOKEN, 200, f"{good}\n{good}\n{leaked}\n")
     assert (problem.where, problem.seen, problem.leak) == ("line[3].values.stack", OTHER, True)
+    both = check_stream_body(TOKEN, 200, f"{leaked}\n{good}\n{leaked}\n")
+    assert failure_message(both) == "LEAK stack: value of another request"  # once, not per line
     [broken] = check_stream_body(TOKEN, 200, f"{good}\n{{truncated\n")
     assert (broken.where, broken.leak) == ("line[2]", False)
     assert check_stream_body(TOKEN, 200, "")[0].where == "body"
