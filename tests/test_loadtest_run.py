@@ -113,5 +113,6 @@ def test_the_negative_control_is_caught_leaking(tmp_path: Path) -> None:
     assert all(row["Error"].startswith("CatchResponseError('LEAK ") for row in rows), rows
     # The tokens are in the report's leak detail (shipped from the workers to the master).
     report = (tmp_path / "control.html").read_text()
-    assert re.search(r'<section id="leak-report"[^>]*>.*token [0-9a-f]{32}: values\.g', report, re.S)
+    assert re.search(r'<section id="leak-report"[^>]*>.*token [0-9a-f]{32}: values\.g',
+                     report, re.S)
     assert_server_gone(output)
