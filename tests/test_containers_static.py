@@ -35,7 +35,7 @@ def compose(*args: str, ci: bool = False, env: dict[str, str] | None = None
     files = ["-f", str(BASE)] + (["-f", str(CI)] if ci else [])
     # Only what the test sets: no SERVER_* / LOADTEST_* of the caller's shell.
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("SERVER_", "LOADTEST_", "LOCUST_", "COMPOSE_", "APP_PORT"))}
+             if not k.startswith(("SERVER_", "LOADTEST_", "LOCUST_", "COMPOSE_", "APP_"))}
     return subprocess.run([str(COMPOSE), "--project-directory", str(ROOT), *files, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={**clean, **(env or {})})
@@ -173,6 +173,8 @@ def test_web_mode_server_and_locust_ui() -> None:
     app, master, worker = (services[name] for name in ("app", "locust-master", "locust-worker"))
     assert [(p["target"], p["published"]) for p in app["ports"]] == [(8000, "8000")]
     assert [(p["target"], p["published"]) for p in master["ports"]] == [(8089, "8089")]
+    # Loopback only: the locust UI has no authentication, the app is a test stand.
+    assert [p.get("host_ip") for p in (*app["ports"], *master["ports"])] == ["127.0.0.1"] * 2
     assert "ports" not in worker and "container_name" not in worker  # --scale works
     assert app["environment"]["SERVER_BIND"] == "0.0.0.0:8000"
     assert master["command"][:5] == ["python", "-m", "locust", "--locustfile",
@@ -182,6 +184,14 @@ def test_web_mode_server_and_locust_ui() -> None:
     cmd = " ".join(worker["command"])
     assert "--worker" in cmd and "--master-host locust-master" in cmd
     assert "loadtests/locustfile.py" in cmd
+
+
+def test_published_ports_widen_only_when_asked() -> None:
+    services = resolved(env={"APP_BIND": "0.0.0.0", "LOCUST_BIND": "192.0.2.1",
+                             "LOCUST_WEB_PORT": "18089"})["services"]
+    assert services["app"]["ports"][0]["host_ip"] == "0.0.0.0"
+    master = services["locust-master"]["ports"][0]
+    assert (master["host_ip"], master["published"]) == ("192.0.2.1", "18089")
 
 
 def test_app_gets_time_to_drain_on_stop() -> None:
@@ -260,12 +270,25 @@ def test_healthcheck_follows_a_unix_socket_bind(tmp_path: Path) -> None:
 
 
 def test_scripts_are_wired_as_the_makefile_expects() -> None:
-    """`make lint` and `make test-docker` call these by path; the script names its tools."""
+    """`make lint`, `make test-docker`, `make up` / `down` call these by path; the scripts
+    share one library for the engine, the plugin, the daemon and the base image."""
     makefile = (ROOT / "Makefile").read_text()
     assert "bash scripts/compose.sh config -q" in makefile
     assert "bash scripts/test-docker.sh" in makefile
-    script = (ROOT / "scripts" / "test-docker.sh").read_text()
-    for needle in ("trap teardown EXIT", "docker.io", "cli-plugins/docker-compose",
-                   "build-base-image.sh", "DOCKER_BUILDKIT=0", "wait locust-master"):
-        assert needle in script, needle
+    assert "bash scripts/compose-up.sh up $(ARGS)" in makefile
+    assert "bash scripts/compose-up.sh down $(ARGS)" in makefile
+    lib = (ROOT / "scripts" / "docker-lib.sh").read_text()
+    for needle in ("docker.io", "cli-plugins/docker-compose", "build-base-image.sh",
+                   "setsid dockerd", "restore_host_state()"):
+        assert needle in lib, needle
+    for name, needles in {
+        "test-docker.sh": ("trap teardown EXIT", "DOCKER_BUILDKIT=0", "wait locust-master"),
+        "compose-up.sh": ("up --no-build", "down --remove-orphans"),
+    }.items():
+        script = (ROOT / "scripts" / name).read_text()
+        assert 'source "$ROOT/scripts/docker-lib.sh"' in script, name
+        for call in ("install_engine", "start_daemon", "ensure_base_image", "pip_build_args"):
+            assert call in script, (name, call)
+        for needle in needles:
+            assert needle in script, (name, needle)
     assert "debootstrap --variant=minbase" in (ROOT / "scripts" / "build-base-image.sh").read_text()
