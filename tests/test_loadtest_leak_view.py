@@ -34,6 +34,7 @@ from tests.locust_unpatched import (
     parse_options,
     setup_distributed_stats_event_listeners,
 )
+from tests.support import running_server
 
 NAME = "/unsafe/probe/[token]"
 OTHER_VALUE = "LEAK g, local, stack, threadlocal: value of another request"
@@ -202,8 +203,6 @@ def test_a_normal_run_with_leaks_fails_in_the_banner(master: Environment) -> Non
 
 def test_the_live_entries_come_from_the_servers_metrics(master: Environment,
                                                         tmp_path: Path) -> None:
-    from tests.support import running_server
-
     with running_server(tmp_path=tmp_path) as server:
         master.host = server.url
         live = leak_view.view_of(master).live()
