@@ -48,7 +48,8 @@ UI_READY_TIMEOUT = 60.0
 LEAKS_TIMEOUT = 45.0
 VERDICT_TIMEOUT = 60.0
 
-pytestmark = pytest.mark.slow
+# The first run may install chromium (apt) inside the fixture: more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
