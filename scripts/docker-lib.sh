@@ -135,6 +135,16 @@ install_engine() {
 }
 
 # ---------------------------------------------------------------- the daemon
+# `without_inherited_fds COMMAND...`: exec COMMAND with only stdin, stdout and stderr open.
+without_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd=${fd##*/}
+        ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec "$@"
+}
+
 # Starts dockerd in a session of its own when none answers (records the host state first).
 start_daemon() {
     if docker version >/dev/null 2>&1; then
@@ -146,9 +156,11 @@ start_daemon() {
     log "starting dockerd (storage: $DATA_ROOT)"
     STARTED_DAEMON=1
     # A session of its own: a Ctrl-C in the terminal reaches the script, which stops the
-    # daemon only after the containers are down.
-    setsid dockerd --data-root "$DATA_ROOT" --pidfile "$DOCKER_STATE/dockerd.pid" \
-        >"$DOCKER_STATE/dockerd.log" 2>&1 </dev/null &
+    # daemon only after the containers are down. No descriptor but 0-2 is inherited: the
+    # daemon outlives `make up`, and one it kept open (a lock the caller holds, e.g.
+    # `flock LOCK make up`) would stay taken for as long as the daemon runs.
+    without_inherited_fds setsid dockerd --data-root "$DATA_ROOT" \
+        --pidfile "$DOCKER_STATE/dockerd.pid" >"$DOCKER_STATE/dockerd.log" 2>&1 </dev/null &
     DOCKERD_PID=$!
     local i
     for ((i = 0; i < 600; i++)); do
