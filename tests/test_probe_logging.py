@@ -22,7 +22,7 @@ ERROR_PROBES = 5
 def provoke(server: ServerProcess) -> None:
     for n in range(ERROR_PROBES):
         assert server.get(f"/probe/{n:032x}/error")[0] == 500
-    assert server.get("/bug")[0] == 500
+    assert server.get("/bug", {"X-Request-ID": "real-bug-1"})[0] == 500
     assert server.get("/probe/" + "f" * 32)[0] == 200  # and the worker serves on
 
 
@@ -43,6 +43,7 @@ def test_deliberate_failures_leave_no_trace_at_normal_levels(tmp_path: Path, lev
     # The real bug: its message and its whole traceback, once.
     assert log.count("Traceback (most recent call last)") == 1, log
     assert "RealBug: a real bug" in log and 'raise RealBug("a real bug")' in log
+    assert "GET /bug (request_id=real-bug-1)" in log, log  # logged with its request id
 
 
 def test_at_debug_each_deliberate_failure_is_one_line(tmp_path: Path) -> None:
