@@ -34,7 +34,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from loadtests.run import free_port
+from loadtests.procs import free_port
 from tests.support import ServerProcess, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
