@@ -3,6 +3,7 @@
 The model is ``werkzeug.local`` of the greenlet era (0.x/1.x) and ``threading.local``:
 a value set in one greenlet is never visible in another, also when a greenlet dies and its
 ``id()`` is reused, and storage does not grow when greenlets die without an explicit release.
+Asyncio tasks are contexts of their own, as in werkzeug 2.x (:mod:`ctxlocal.ident`).
 Knows nothing of HTTP or of the server.
 """
 
@@ -43,6 +44,6 @@ def stats() -> dict[str, int]:
     """
     counts: dict[str, int] = {}
     for local in all_locals():
-        label = type(local)._ctxlocal_name or "<unnamed>"
+        label = type(local).__ctxlocal_name__ or "<unnamed>"
         counts[label] = counts.get(label, 0) + live_entries(local)
     return counts

@@ -1,9 +1,22 @@
 """Who "the current context" is, and knowing when it ends.
 
-A context is the current greenlet.  Every OS thread has a main greenlet of its own, so plain
-threads (unpatched ``threading``, gevent's threadpool) are distinct contexts too, and greenlets
-inside threads never collide with greenlets of another thread.  When greenlet is not installed
-the current ``threading.Thread`` object stands in.
+A context is the current greenlet — or, inside it, the asyncio task whose step it is running.
+Every OS thread has a main greenlet of its own, so plain threads (unpatched ``threading``,
+gevent's threadpool) are distinct contexts too, greenlets inside threads never collide with
+greenlets of another thread, and an event loop per thread keeps its tasks to its thread.
+When greenlet is not installed the current ``threading.Thread`` object stands in.
+
+Asyncio tasks (werkzeug 2.x isolates them too, through ``contextvars``): the task counts only
+where its own ``contextvars.Context`` is current — its steps, in the greenlet that runs its
+loop.  Another greenlet that runs while a step is suspended in a gevent switch keeps its own
+context (:mod:`ctxlocal.tasks` says why).  Loop callbacks that belong to no task
+(``call_soon``, protocol callbacks) run in the context of the loop's greenlet.  A task starts
+with a *copy* of the values of the context it was created in (as ``contextvars`` copies at
+task creation), taken when the task first uses ctxlocal.  A creating task is found through a
+``ContextVar`` (:data:`_ORIGIN`) that asyncio copies into every new task, and counts only if
+it is still alive and runs in the same greenlet; otherwise the task starts with a copy of
+the greenlet's own values (that is where a task created outside any task comes from:
+``asyncio.run`` in a request greenlet sees the request).  Never another greenlet's.
 
 Why a registry of weak references instead of keying storage on the greenlet itself:
 
@@ -14,39 +27,30 @@ Why a registry of weak references instead of keying storage on the greenlet itse
   dead greenlet's data to the next greenlet that happens to get the same address.
 
 Here storage is keyed on ``id(context)`` and every context that stores anything is watched by
-one ``weakref`` (shared by all Locals).  Its callback runs while the greenlet is being
+one ``weakref`` (shared by all Locals).  Its callback runs while the greenlet or task is being
 deallocated — strictly before its address can be reused — and drops the context's entry from
-every Local that holds one.  ``gevent.Greenlet`` objects are also ``rawlink``-ed so their data
-goes away as soon as they *finish*, even if something keeps the Greenlet object alive (a pool,
-a list of results).
+every Local that holds one.  ``gevent.Greenlet`` objects are also ``rawlink``-ed, and tasks
+get a done callback, so their data goes away as soon as they *finish*, even if something
+keeps the object alive (a pool, a list of results, ``gather``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from .copying import copy_namespace
+from .tasks import current_task_of, running_loop, task_context
 
 try:
     from greenlet import getcurrent as _getcurrent
 except ImportError:  # pragma: no cover - greenlet is a hard dependency; kept for embedders
     from threading import current_thread as _getcurrent
 
-__all__ = ["current_context", "get_ident", "live_contexts", "owner_ref", "release_context",
-           "track"]
-
-current_context: Callable[[], Any] = _getcurrent
-"""Return the object that identifies the running context (the current greenlet)."""
-
-
-def get_ident() -> int:
-    """Return an int that identifies the current context among all *live* contexts.
-
-    It is the key under which :class:`~ctxlocal.Local` stores the current context's values,
-    so ``local.__storage__[get_ident()]`` works as it did in werkzeug.  Like ``id()``, the
-    number may be reused after the context has died — by then its entries are gone.
-    """
-    return id(_getcurrent())
+__all__ = ["current_context", "current_key", "get_ident", "key_in_loop", "live_contexts",
+           "owner_ref", "release_context", "running_loop", "track"]
 
 
 class _Watch:
@@ -57,16 +61,108 @@ class _Watch:
     (a thread's main greenlet, say) registers each Local once, not once per round.  Weak,
     because a long-lived context (the main greenlet) must not keep a Local's storage — and
     every other context's values in it — alive after the Local itself is gone.
+
+    ``context`` is set for a task only: the ``contextvars.Context`` its steps run in, the
+    proof that the code asking is that task's (cleared when the task ends: the context holds
+    this watch through :data:`_ORIGIN`, and the cycle should not outlive the task).
+    ``greenlet_key`` is the key of the greenlet the context belongs to (its own for a
+    greenlet; for a task, the greenlet that ran its first step).
     """
 
-    __slots__ = ("owners", "ref")
+    __slots__ = ("context", "greenlet_key", "key", "owners", "ref")
 
-    def __init__(self, ref: weakref.ref[Any]) -> None:
+    def __init__(self, key: int, ref: weakref.ref[Any], greenlet_key: int,
+                 context: contextvars.Context | None) -> None:
+        self.key = key
         self.ref = ref
+        self.greenlet_key = greenlet_key
+        self.context = context
         self.owners: dict[int, weakref.ref[Any]] = {}
 
 
 _watches: dict[int, _Watch] = {}
+
+# The watch of the task whose ``contextvars.Context`` this one is (or was copied from): how
+# a new asyncio task finds the task that created it.
+_ORIGIN: contextvars.ContextVar[_Watch] = contextvars.ContextVar("ctxlocal_origin")
+
+
+def current_key() -> int:
+    """The key under which the current context's values are stored (see :func:`get_ident`).
+
+    Hot paths (``Local`` attribute access) inline this expression instead of calling it.
+    """
+    loop = running_loop()
+    if loop is None:
+        return id(_getcurrent())
+    return key_in_loop(loop)
+
+
+def key_in_loop(loop: Any) -> int:
+    """:func:`current_key` while ``loop`` runs in this thread: the task's or the greenlet's."""
+    greenlet = _getcurrent()
+    task = current_task_of(loop)
+    if task is None:
+        return id(greenlet)
+    key = id(task)
+    watch = _watches.get(key)
+    if watch is None:
+        return _start_task(task, key, greenlet)
+    return key if watch.context is greenlet.gr_context else id(greenlet)
+
+
+def _start_task(task: Any, key: int, greenlet: Any) -> int:
+    """A task's first use of ctxlocal: watch it and seed it from its creator's values."""
+    context = task_context(task)
+    if context is None or context is not greenlet.gr_context:
+        return id(greenlet)  # not this task's step (see module docstring)
+    greenlet_key = id(greenlet)
+    creator = _ORIGIN.get(None)
+    watch = _watch(task, key, greenlet_key, context)
+    _ORIGIN.set(watch)
+    if creator is None or _watches.get(creator.key) is not creator or (
+            creator.greenlet_key != greenlet_key):
+        creator = _watches.get(greenlet_key)  # none alive in this greenlet: the greenlet's
+    if creator is not None:
+        _seed(watch, creator)
+    return key
+
+
+def _seed(watch: _Watch, origin: _Watch) -> None:
+    """Give ``watch``'s context a copy of every entry ``origin``'s context holds."""
+    for ref in tuple(origin.owners.values()):
+        owner = ref()
+        if owner is None:
+            continue
+        storage = type(owner).__storage__
+        namespace = storage.get(origin.key)
+        copied = None if namespace is None else copy_namespace(
+            namespace, type(owner).__ctxlocal_stack__)
+        if copied is not None:
+            storage.setdefault(watch.key, copied)
+            watch.owners[id(ref)] = ref
+
+
+def current_context() -> Any:
+    """The object that identifies the running context: the asyncio task stepping in this
+    greenlet, else the current greenlet."""
+    greenlet = _getcurrent()
+    loop = running_loop()
+    if loop is not None:
+        task = current_task_of(loop)
+        if task is not None and task_context(task) is greenlet.gr_context:
+            return task
+    return greenlet
+
+
+def get_ident() -> int:
+    """Return an int that identifies the current context among all *live* contexts.
+
+    It is the key under which :class:`~ctxlocal.Local` stores the current context's values,
+    so ``local.__storage__[get_ident()]`` works as it did in werkzeug.  Like ``id()``, the
+    number may be reused after the context has died — by then its entries are gone.
+    """
+    return current_key()
 
 
 def _drop_entries(key: int, watch: _Watch) -> None:
@@ -82,6 +178,7 @@ def _forget(key: int) -> None:
     """Drop every entry stored under ``key`` (a context that finished or was collected)."""
     watch = _watches.pop(key, None)
     if watch is not None:
+        watch.context = None
         _drop_entries(key, watch)
 
 
@@ -94,9 +191,10 @@ def _on_collected(key: int) -> Callable[[weakref.ref[Any]], None]:
     return callback
 
 
-def _on_finished(greenlet: Any) -> None:
-    """``Greenlet.rawlink`` callback: the greenlet finished, its data can go now."""
-    _forget(id(greenlet))
+def _on_finished(context: Any) -> None:
+    """``Greenlet.rawlink`` / ``Task.add_done_callback`` callback: it finished, its data can
+    go now.  The object is alive while this runs, so its id cannot have been reused."""
+    _forget(id(context))
 
 
 def _on_owner_collected(ref: weakref.ref[Any]) -> None:
@@ -119,21 +217,35 @@ def owner_ref(local: Any) -> weakref.ref[Any]:
     return weakref.ref(local, _on_owner_collected)
 
 
-def track(context: Any, key: int, owner: weakref.ref[Any]) -> None:
-    """Remember that ``context`` has an entry under ``key`` in the Local ``owner`` refers to,
-    and must lose it when it ends.
-
-    Called once per (context, Local) pair, on the slow path where a context stores its first
-    value in a Local.  Thread-safe under the GIL: only the thread running ``context`` creates
-    its watch, and every dict operation used here is atomic.
-    """
-    watch = _watches.get(key)
-    if watch is None:
-        watch = _Watch(weakref.ref(context, _on_collected(key)))
-        _watches[key] = watch
+def _watch(context: Any, key: int, greenlet_key: int,
+           task_ctx: contextvars.Context | None) -> _Watch:
+    """Start watching ``context`` (a greenlet, or a task with its ``task_ctx``)."""
+    watch = _Watch(key, weakref.ref(context, _on_collected(key)), greenlet_key, task_ctx)
+    _watches[key] = watch
+    if task_ctx is None:
         rawlink = getattr(context, "rawlink", None)
         if rawlink is not None:
             rawlink(_on_finished)
+    else:
+        context.add_done_callback(_on_finished)
+    return watch
+
+
+def track(key: int, owner: weakref.ref[Any]) -> None:
+    """Remember that the current context, stored under ``key``, has an entry in the Local
+    ``owner`` refers to, and must lose it when it ends.
+
+    Called once per (context, Local) pair, on the slow path where a context stores its first
+    value in a Local.  A task's watch exists from its first use (:func:`key_in_loop`), so a
+    missing watch is the current greenlet's.  Thread-safe under the GIL: only the thread
+    running a context creates its watch, and every dict operation used here is atomic.
+    """
+    watch = _watches.get(key)
+    if watch is None:
+        greenlet = _getcurrent()
+        if id(greenlet) != key:
+            raise RuntimeError(f"ctxlocal: key {key} is not the current context's")
+        watch = _watch(greenlet, key, key, None)
     watch.owners[id(owner)] = owner
 
 
@@ -143,13 +255,14 @@ def release_context() -> None:
     The end-of-request guard of a server: it releases also the Locals it does not know
     about (an app's own module-level Locals), in O(entries) — the watch of the context
     knows exactly which Locals hold something for it.  Locals with a custom
-    ``ident_func`` are not tracked and not affected.
+    ``ident_func`` are not tracked and not affected.  Inside an asyncio task it releases
+    that task's entries.
 
     The context stays watched (as after ``release_local``): forgetting the watch would make
     the next value it stores watch it again — one more ``rawlink`` callback on a long-lived
     gevent.Greenlet for every release, a list that only grows.
     """
-    key = id(_getcurrent())
+    key = current_key()
     watch = _watches.get(key)
     if watch is not None:
         _drop_entries(key, watch)

@@ -2,9 +2,10 @@
 
 How it differs from ``werkzeug.local.Local`` of the 0.x/1.x era (whose API it keeps):
 
-* Entries are keyed on ``id(current greenlet)`` and dropped when the greenlet finishes or is
-  collected (see :mod:`ctxlocal.ident`), so there is neither growth when nobody calls
-  ``release_local`` nor stale data when an address is reused.
+* Entries are keyed on the current context — the greenlet, or the asyncio task it is
+  stepping — and dropped when that context finishes or is collected (see
+  :mod:`ctxlocal.ident`), so there is neither growth when nobody calls ``release_local`` nor
+  stale data when an address is reused.
 * Speed.  Attribute access on a Local is the hot path of every request, so each Local gets a
   class of its own whose ``__getattribute__`` / ``__setattr__`` are closures over that Local's
   storage.  That removes the attribute look-ups (``self.__storage__``,
@@ -12,6 +13,14 @@ How it differs from ``werkzeug.local.Local`` of the 0.x/1.x era (whose API it ke
   ``bench/results/local.md``.  ``isinstance(obj, Local)`` holds as usual.
 * Stricter: the names of the Local's own machinery (``__storage__``, ``__release_local__``,
   ...) cannot be set as values; ``__ident_func__`` can, as in werkzeug.
+
+The protocol other ctxlocal modules use (dunder names, so they can never collide with a
+value, and are refused as values like the rest of the machinery): ``__storage__`` (the
+storage dict, on the Local's own class), ``__ctxlocal_lookup__(name, unbound)`` (what a
+LocalProxy calls), ``__ctxlocal_local__`` (the Local holding the values: itself here, the
+inner Local of a LocalStack), ``__ctxlocal_name__``, ``__ctxlocal_stack__`` (copied
+list-wise), ``__ctxlocal_owner__`` (the weak reference that stands for it in the watches) and
+``__ctxlocal_mode__`` (a cell holding the custom ident function, or None).
 """
 
 from __future__ import annotations
@@ -20,100 +29,117 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .ident import current_context, get_ident, owner_ref, track
+from .ident import current_key, get_ident, key_in_loop, owner_ref, running_loop, track
+from .proxy import LocalProxy
 
 __all__ = ["Local", "all_locals", "live_entries", "release_local"]
 
 _id = id
-_getcurrent = current_context
+_running_loop = running_loop
+_key_in_loop = key_in_loop
+_track = track
 _object_getattribute = object.__getattribute__
 _all_locals: weakref.WeakSet[Local] = weakref.WeakSet()
+
+try:
+    from greenlet import getcurrent as _getcurrent
+except ImportError:  # pragma: no cover - as in ident.py
+    from threading import current_thread as _getcurrent
+
+Accessors = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any],
+                  Callable[[], None]]
+
+
+def _context_accessors(storage: dict[Any, dict[str, Any]]) -> Accessors:
+    """get/set/delete/release keyed on the current context, with automatic cleanup.
+
+    The key is :func:`ctxlocal.ident.current_key` written out inline: a Python-level call
+    per access would cost more than the rest of the fast path.  The closures capture the
+    storage and nothing else; the helpers they call are module globals.  Every free variable
+    costs a little on each call (CPython copies the closure's cells into the frame), and the
+    fast paths are only a handful of C calls and dict operations, so it shows.  The slow
+    path (a context's first value) finds the Local's watch handle on the class.
+    """
+
+    def __getattribute__(self: Local, name: str) -> Any:
+        try:
+            return storage[_id(_getcurrent()) if (loop := _running_loop()) is None
+                           else _key_in_loop(loop)][name]
+        except KeyError:
+            return _object_getattribute(self, name)
+
+    def __setattr__(self: Local, name: str, value: Any) -> None:
+        if name in _RESERVED:
+            _set_reserved(self, name, value)
+            return
+        key = _id(_getcurrent()) if (loop := _running_loop()) is None else _key_in_loop(loop)
+        try:
+            storage[key][name] = value
+        except KeyError:
+            storage[key] = {name: value}
+            _track(key, type(self).__ctxlocal_owner__)
+
+    def __delattr__(self: Local, name: str) -> None:
+        try:
+            del storage[current_key()][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def release() -> None:
+        storage.pop(current_key(), None)
+
+    return __getattribute__, __setattr__, __delattr__, release
+
+
+def _custom_accessors(storage: dict[Any, dict[str, Any]],
+                      ident: Callable[[], Any]) -> Accessors:
+    """The same keyed on ``ident()`` (werkzeug 1.x semantics: entries live until released)."""
+
+    def __getattribute__(self: Local, name: str) -> Any:
+        try:
+            return storage[ident()][name]
+        except KeyError:
+            return _object_getattribute(self, name)
+
+    def __setattr__(self: Local, name: str, value: Any) -> None:
+        if name in _RESERVED:
+            _set_reserved(self, name, value)
+            return
+        key = ident()
+        try:
+            storage[key][name] = value
+        except KeyError:
+            storage[key] = {name: value}
+
+    def __delattr__(self: Local, name: str) -> None:
+        try:
+            del storage[ident()][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def release() -> None:
+        storage.pop(ident(), None)
+
+    return __getattribute__, __setattr__, __delattr__, release
 
 
 def _install_accessors(cls: type, ident_func: Callable[[], Any] | None) -> None:
     """Give ``cls`` (a Local's own class) attribute access closures over its storage.
 
-    ``ident_func=None`` is the default, greenlet-keyed identity with automatic cleanup.  A
-    custom ident function gets werkzeug 1.x semantics: entries live until released.
-
-    The default closures capture the storage and nothing else; the helpers they call are
-    module globals.  Every free variable costs a little on each call (CPython copies the
-    closure's cells into the frame), and the fast paths are only a handful of C calls and
-    dict operations, so it shows: about 10 % on attribute get and set against closures over
-    five variables.  The slow path (a context's first value) finds the Local's watch handle
-    on the class.
+    ``ident_func=None`` is the default, context-keyed identity with automatic cleanup.
     """
     storage: dict[Any, dict[str, Any]] = cls.__storage__
-
     if ident_func is None:
-
-        def __getattribute__(self: Local, name: str) -> Any:
-            try:
-                return storage[_id(_getcurrent())][name]
-            except KeyError:
-                return _object_getattribute(self, name)
-
-        def __setattr__(self: Local, name: str, value: Any) -> None:
-            if name in _RESERVED:
-                _set_reserved(self, name, value)
-                return
-            key = _id(_getcurrent())
-            try:
-                storage[key][name] = value
-            except KeyError:
-                storage[key] = {name: value}
-                track(_getcurrent(), key, type(self)._ctxlocal_owner)
-
-        def __delattr__(self: Local, name: str) -> None:
-            try:
-                del storage[_id(_getcurrent())][name]
-            except KeyError:
-                raise AttributeError(name) from None
-
-        def release() -> None:
-            storage.pop(_id(_getcurrent()), None)
-
-        current_ident = get_ident
+        accessors = _context_accessors(storage)
     else:
-        ident = ident_func
-
-        def __getattribute__(self: Local, name: str) -> Any:
-            try:
-                return storage[ident()][name]
-            except KeyError:
-                return _object_getattribute(self, name)
-
-        def __setattr__(self: Local, name: str, value: Any) -> None:
-            if name in _RESERVED:
-                _set_reserved(self, name, value)
-                return
-            key = ident()
-            try:
-                storage[key][name] = value
-            except KeyError:
-                storage[key] = {name: value}
-
-        def __delattr__(self: Local, name: str) -> None:
-            try:
-                del storage[ident()][name]
-            except KeyError:
-                raise AttributeError(name) from None
-
-        def release() -> None:
-            storage.pop(ident(), None)
-
-        current_ident = ident
-
-    cls.__getattribute__ = __getattribute__
-    cls.__setattr__ = __setattr__
-    cls.__delattr__ = __delattr__
-    cls._ctxlocal_release = staticmethod(release)
-    cls._ctxlocal_ident = staticmethod(current_ident)
-    # The same, as a cell that code outside the class (LocalStack, LocalProxy) keeps a
-    # reference to: updated in place, so they see a changed ident without re-installing.
-    mode = cls.__dict__.get("_ctxlocal_mode")
+        accessors = _custom_accessors(storage, ident_func)
+    cls.__getattribute__, cls.__setattr__, cls.__delattr__, release = accessors
+    cls.__ctxlocal_release__ = staticmethod(release)
+    # A cell that LocalStack and the proxies' lookups keep a reference to: updated in place,
+    # so they see a changed ident without re-installing anything.
+    mode = cls.__dict__.get("__ctxlocal_mode__")
     if mode is None:
-        cls._ctxlocal_mode = mode = [None]
+        cls.__ctxlocal_mode__ = mode = [None]
     mode[0] = ident_func
 
 
@@ -129,7 +155,8 @@ def _set_reserved(local: Local, name: str, value: Any) -> None:
 
 
 class Local:
-    """Attributes whose values are private to the current greenlet (or thread).
+    """Attributes whose values are private to the current context: the greenlet (or
+    thread), or the asyncio task it is running.
 
     >>> from ctxlocal import Local
     >>> data = Local()
@@ -146,10 +173,11 @@ class Local:
 
     # Declared for type checkers; the real values live on each instance's own class.
     __storage__: dict[Any, dict[str, Any]]
-    _ctxlocal_name: str | None
-    _ctxlocal_owner: weakref.ref[Local]  # stands for this Local in ident.py's watches
-    _ctxlocal_mode: list[Callable[[], Any] | None]  # [custom ident function, or None]
-    _ctxlocal_stack: bool  # True for the Local inside a LocalStack (copied list-wise)
+    __ctxlocal_name__: str | None
+    __ctxlocal_owner__: weakref.ref[Local]
+    __ctxlocal_mode__: list[Callable[[], Any] | None]
+    __ctxlocal_release__: Callable[[], None]
+    __ctxlocal_stack__: bool = False
 
     def __new__(cls, ident_func: Callable[[], Any] | None = None, *,
                 name: str | None = None) -> Local:
@@ -159,14 +187,13 @@ class Local:
             "__qualname__": cls.__qualname__,
             "__doc__": cls.__doc__,
             "__storage__": {},
-            "_ctxlocal_name": name,
-            "_ctxlocal_stack": False,
+            "__ctxlocal_name__": name,
         })
         custom = None if ident_func is None or ident_func is get_ident else ident_func
         if custom is not None and not callable(custom):
             raise TypeError("ident_func must be callable")
         self = object.__new__(own_class)
-        own_class._ctxlocal_owner = owner_ref(self)
+        own_class.__ctxlocal_owner__ = owner_ref(self)
         _install_accessors(own_class, custom)
         _all_locals.add(self)
         return self
@@ -179,7 +206,8 @@ class Local:
     @property
     def __ident_func__(self) -> Callable[[], Any]:
         """The function whose result keys this Local's storage (werkzeug 1.x API)."""
-        return type(self)._ctxlocal_ident
+        custom = type(self).__ctxlocal_mode__[0]
+        return get_ident if custom is None else custom
 
     @__ident_func__.setter
     def __ident_func__(self, value: Callable[[], Any]) -> None:
@@ -187,6 +215,33 @@ class Local:
         # ``object.__setattr__(local, "__ident_func__", f)``, which is how werkzeug 1.x's
         # LocalManager (and code modelled on it) assigned it.
         _set_reserved(self, "__ident_func__", value)
+
+    @property
+    def __ctxlocal_local__(self) -> Local:
+        """The Local that holds the values (protocol shared with LocalStack)."""
+        return self
+
+    def __ctxlocal_lookup__(self, name: str | None, unbound: str) -> Callable[[], Any]:
+        """The zero-argument function a :class:`~ctxlocal.LocalProxy` to attribute ``name``
+        calls on every use: the current context's value, or RuntimeError(unbound)."""
+        if name is None:
+            raise TypeError("LocalProxy(Local) needs the attribute name: LocalProxy(local, 'x')")
+        storage, mode, local = type(self).__storage__, type(self).__ctxlocal_mode__, self
+
+        def lookup() -> Any:
+            ident = mode[0]
+            try:
+                return storage[current_key() if ident is None else ident()][name]
+            except KeyError:
+                pass
+            try:
+                # Not a value of this context: whatever else ``local.name`` would find (a
+                # method of a Local subclass, say), as before.
+                return getattr(local, name)
+            except AttributeError:
+                raise RuntimeError(unbound) from None
+
+        return lookup
 
     def __iter__(self) -> Iterator[tuple[Any, dict[str, Any]]]:
         """Iterate over ``(ident, values)`` of every live context (a snapshot).
@@ -199,22 +254,22 @@ class Local:
 
     def __call__(self, name: str, *, unbound_message: str | None = None) -> Any:
         """Return a :class:`~ctxlocal.LocalProxy` to attribute ``name`` of this Local."""
-        from .proxy import LocalProxy
-
         return LocalProxy(self, name, unbound_message=unbound_message)
 
     def __release_local__(self) -> None:
         """Forget the current context's values (what :func:`release_local` calls)."""
-        type(self)._ctxlocal_release()
+        type(self).__ctxlocal_release__()
 
     def __repr__(self) -> str:
-        label = f" {self._ctxlocal_name!r}" if self._ctxlocal_name else ""
+        name = type(self).__ctxlocal_name__
+        label = f" {name!r}" if name else ""
         return f"<{type(self).__qualname__}{label} entries={live_entries(self)}>"
 
 
 _RESERVED = frozenset(
     name for name in dir(Local) if name.startswith("__") and name != "__doc__"
-) | {"__storage__", "__ident_func__", "__dict__", "__class__"}
+) | {"__storage__", "__ident_func__", "__dict__", "__class__", "__ctxlocal_name__",
+     "__ctxlocal_owner__", "__ctxlocal_mode__", "__ctxlocal_release__"}
 
 
 def release_local(local: Any) -> None:
@@ -233,10 +288,7 @@ def release_local(local: Any) -> None:
 
 def live_entries(local: Any) -> int:
     """How many contexts currently hold values in ``local`` (a Local or LocalStack)."""
-    from .stack import LocalStack
-
-    inner = local._local if isinstance(local, LocalStack) else local
-    return len(type(inner).__storage__)
+    return len(type(local.__ctxlocal_local__).__storage__)
 
 
 def all_locals() -> list[Local]:

@@ -4,13 +4,8 @@ A child greenlet is a new context: it sees nothing of its parent's Locals.  When
 fans out work (``gevent.spawn`` per backend call), the children usually need to see the
 request.  ``spawn`` takes a snapshot of the parent's Locals/stacks — every Local the parent
 holds a value in, like ``contextvars.copy_context()``, or only the ones named — and installs
-copies in the child before it runs, then releases them when it ends.
-
-Copy depth, named: each Local's per-context namespace is copied (rebinding an attribute in the
-child never reaches the parent); a LocalStack's stack list is copied (push/pop in the child
-never reach the parent); the values themselves are shared — unless a value defines
-``__copy_context__()``, whose result the child gets instead (the server's RequestContext does
-this to give each child its own copy of ``g``).
+copies in the child before it runs, then releases them when it ends.  What a copy holds is
+:mod:`ctxlocal.copying`'s rule (asyncio tasks get the same from their creator).
 """
 
 from __future__ import annotations
@@ -20,21 +15,24 @@ from typing import Any, TypeVar
 
 import gevent
 
+from .copying import copy_namespace, fresh_namespace
 from .local import Local, all_locals, release_local
-from .stack import LocalStack
 
 __all__ = ["ContextSnapshot", "copy_context", "spawn"]
 
 T = TypeVar("T")
 
 
-def _copy_value(value: Any) -> Any:
-    hook = getattr(type(value), "__copy_context__", None)
-    return hook(value) if hook is not None else value
-
-
 def _namespace_of(local: Local) -> dict[str, Any] | None:
     return type(local).__storage__.get(local.__ident_func__())
+
+
+def _local_of(target: Any) -> Local:
+    """The Local that holds ``target``'s values (a Local's own, a LocalStack's inner one)."""
+    try:
+        return target.__ctxlocal_local__
+    except AttributeError:
+        raise TypeError(f"expected a Local or LocalStack, not {type(target).__name__}") from None
 
 
 class ContextSnapshot:
@@ -42,23 +40,15 @@ class ContextSnapshot:
 
     __slots__ = ("_entries",)
 
-    def __init__(self, targets: Iterable[Local | LocalStack] | None = None) -> None:
+    def __init__(self, targets: Iterable[Any] | None = None) -> None:
         entries: list[tuple[Local, dict[str, Any], bool]] = []
         for target in _every_local_in_use() if targets is None else targets:
-            if isinstance(target, LocalStack) or (isinstance(target, Local)
-                                                  and type(target)._ctxlocal_stack):
-                local = target._local if isinstance(target, LocalStack) else target
-                namespace = _namespace_of(local)
-                if namespace and namespace.get("stack"):
-                    stack = [_copy_value(item) for item in namespace["stack"]]
-                    entries.append((local, {**namespace, "stack": stack}, True))
-            elif isinstance(target, Local):
-                namespace = _namespace_of(target)
-                if namespace:
-                    copied = {k: _copy_value(v) for k, v in namespace.items()}
-                    entries.append((target, copied, False))
-            else:
-                raise TypeError(f"expected a Local or LocalStack, not {type(target).__name__}")
+            local = _local_of(target)
+            is_stack = type(local).__ctxlocal_stack__
+            namespace = _namespace_of(local)
+            copied = None if namespace is None else copy_namespace(namespace, is_stack)
+            if copied is not None:
+                entries.append((local, copied, is_stack))
         self._entries = entries
 
     def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -77,8 +67,8 @@ class ContextSnapshot:
             for local, namespace, is_stack in self._entries:
                 previous = type(local).__storage__.pop(local.__ident_func__(), None)
                 saved.append((local, previous))
-                for name, value in namespace.items():
-                    setattr(local, name, list(value) if is_stack and name == "stack" else value)
+                for name, value in fresh_namespace(namespace, is_stack).items():
+                    setattr(local, name, value)
             return func(*args, **kwargs)
         finally:
             for local, previous in reversed(saved):
@@ -95,13 +85,13 @@ def _every_local_in_use() -> list[Local]:
             if local.__ident_func__() in type(local).__storage__]
 
 
-def copy_context(*targets: Local | LocalStack) -> ContextSnapshot:
+def copy_context(*targets: Any) -> ContextSnapshot:
     """Snapshot the current context's values of ``targets`` (of every Local if none)."""
     return ContextSnapshot(targets or None)
 
 
 def spawn(func: Callable[..., Any], *args: Any,
-          locals: Iterable[Local | LocalStack] | None = None,
+          locals: Iterable[Any] | None = None,
           **kwargs: Any) -> gevent.Greenlet:
     """``gevent.spawn(func, *args, **kwargs)`` with a copy of this context's Locals.
 

@@ -1,7 +1,9 @@
 """``LocalProxy``: an object that forwards everything to whatever is current *now*.
 
 ``request``, ``g`` and ``current_app`` are proxies: module-level names that resolve, on each
-use, to the object of the request running in the current greenlet.
+use, to the object of the request running in the current greenlet.  This module knows
+nothing of Local or LocalStack: each provides the lookup its proxies call
+(``__ctxlocal_lookup__``), so imports point one way (local, stack -> proxy).
 
 What it forwards: attribute get/set/delete, item access, iteration, ``in``, ``len``,
 comparisons, hashing, every arithmetic and bitwise operator (reflected ones too), conversions
@@ -15,10 +17,14 @@ Edge cases, named:
   so the name stays a proxy.  For a mutable object (a list) the object changes; for an
   immutable one (an int) the result has nowhere to go and is discarded — as in werkzeug.
 * Unbound (no object in this context): ``repr`` is ``<LocalProxy unbound>``, ``bool`` is
-  False, ``dir`` lists the proxy's own attributes, and every other use raises
+  False, ``dir`` is ``[]`` (as in werkzeug 1.x and 2.x), and every other use raises
   ``RuntimeError`` with a message naming what is unbound.
-* ``__doc__`` and ``__wrapped__`` come from the object; when it has none, from the proxy
-  (``__wrapped__`` is then the Local, stack, ContextVar or callable being proxied).
+* ``__doc__`` comes from the object; unbound, it is the proxy class's.
+* ``__wrapped__`` as in werkzeug 1.x/2.0: a proxy over a plain callable wraps that callable
+  (``__wrapped__`` is the callable, bound or not); any other proxy forwards it to the object,
+  so it raises AttributeError when the object has none — and when unbound (not
+  RuntimeError, so that ``hasattr``, ``inspect.unwrap`` and doctest's finder, which only
+  expect AttributeError, work on a module holding an unbound proxy).
 
 Why ``__getattribute__`` rather than ``__getattr__``: with ``__getattr__`` every forwarded
 attribute first fails a normal look-up on the proxy, and building that AttributeError costs
@@ -30,114 +36,87 @@ from __future__ import annotations
 import copy
 import math
 import operator
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from .ident import current_context as getcurrent
-from .local import Local
-from .stack import LocalStack
-
 __all__ = ["LocalProxy"]
 
-_id = id
+
+def _contextvar_lookup(var: ContextVar[Any], name: str | None,
+                       unbound: str) -> Callable[[], Any]:
+    # ``get()`` without an argument, so that the variable's own default counts as bound
+    # (``get(sentinel)`` would override it).
+
+    def lookup() -> Any:
+        try:
+            value = var.get()
+        except LookupError:
+            raise RuntimeError(unbound) from None
+        return value if name is None else getattr(value, name)
+
+    return lookup
 
 
-def _make_lookup(obj: Any, name: str | None, unbound: str) -> Any:
-    """Build the zero-argument function that returns the current object or raises."""
+def _werkzeug_local_lookup(local: Any, name: str | None, unbound: str) -> Callable[[], Any]:
+    # Any other werkzeug-style local object: ``(local, name)``.
+    if name is None:
+        raise TypeError("LocalProxy(local) needs the attribute name")
 
-    def fail() -> RuntimeError:
-        return RuntimeError(unbound)
+    def lookup() -> Any:
+        try:
+            return getattr(local, name)
+        except AttributeError:
+            raise RuntimeError(unbound) from None
 
-    # Locals and stacks are read straight from their storage (one Python call per use, not
-    # two): the key is computed as their own accessors compute it, from the same mode cell.
-    if isinstance(obj, LocalStack):
-        storage, mode = obj._storage, obj._mode
-        if name is None:
+    return lookup
 
-            def lookup() -> Any:
-                ident = mode[0]
-                try:
-                    return storage[_id(getcurrent()) if ident is None else ident()]["stack"][-1]
-                except (KeyError, IndexError):
-                    raise fail() from None
-        else:
 
-            def lookup() -> Any:
-                ident = mode[0]
-                try:
-                    top = storage[_id(getcurrent()) if ident is None else ident()]["stack"][-1]
-                except (KeyError, IndexError):
-                    raise fail() from None
-                return getattr(top, name)
+def _callable_lookup(func: Callable[[], Any], name: str | None) -> Callable[[], Any]:
+    if name is None:
+        return func
 
-        return lookup
+    def lookup() -> Any:
+        return getattr(func(), name)
 
-    if isinstance(obj, Local):
-        if name is None:
-            raise TypeError("LocalProxy(Local) needs the attribute name: LocalProxy(local, 'x')")
-        storage, mode = type(obj).__storage__, type(obj)._ctxlocal_mode
+    return lookup
 
-        def lookup() -> Any:
-            ident = mode[0]
-            try:
-                return storage[_id(getcurrent()) if ident is None else ident()][name]
-            except KeyError:
-                pass
-            try:
-                # Not a value of this context: whatever else ``local.name`` would find (a
-                # method of a Local subclass, say), as before.
-                return getattr(obj, name)
-            except AttributeError:
-                raise fail() from None
 
-        return lookup
+def _make_lookup(obj: Any, name: str | None, unbound: str) -> Callable[[], Any]:
+    """The zero-argument function that returns the current object or raises RuntimeError.
 
+    Locals and stacks build their own (``__ctxlocal_lookup__``: they read their storage
+    directly, one Python call per use), so this module needs to know neither class.
+    """
+    provider = getattr(type(obj), "__ctxlocal_lookup__", None)
+    if provider is not None:
+        return provider(obj, name, unbound)
     if isinstance(obj, ContextVar):
-        # ``get()`` without an argument, so that the variable's own default counts as bound
-        # (``get(sentinel)`` would override it).
-
-        def lookup() -> Any:
-            try:
-                value = obj.get()
-            except LookupError:
-                raise fail() from None
-            return value if name is None else getattr(value, name)
-
-        return lookup
-
+        return _contextvar_lookup(obj, name, unbound)
     if hasattr(obj, "__release_local__"):
-        # Any other werkzeug-style local object: ``(local, name)``.
-        if name is None:
-            raise TypeError("LocalProxy(local) needs the attribute name")
-
-        def lookup() -> Any:
-            try:
-                return getattr(obj, name)
-            except AttributeError:
-                raise fail() from None
-
-        return lookup
-
+        return _werkzeug_local_lookup(obj, name, unbound)
     if not callable(obj):
         raise TypeError(f"LocalProxy needs a Local, LocalStack, ContextVar or callable, "
                         f"not {type(obj).__name__}")
-    if name is None:
-        return obj
+    return _callable_lookup(obj, name)
 
-    def lookup() -> Any:
-        return getattr(obj(), name)
 
-    return lookup
+def _wraps_a_function(obj: Any) -> bool:
+    """werkzeug 1.x/2.0: a proxy over a plain callable (not a local) "wraps" that callable,
+    so ``__wrapped__`` is the callable; any other proxy forwards ``__wrapped__``."""
+    return (callable(obj) and not isinstance(obj, ContextVar)
+            and not hasattr(type(obj), "__ctxlocal_lookup__")
+            and not hasattr(obj, "__release_local__"))
 
 
 def _describe(obj: Any, name: str | None) -> str:
     """Name what the proxy reads, for the unbound message: ``probe_local.user``.
 
-    Asked of the class for a Local: a plain ``getattr`` would read the current context's
-    values first, and a Local may well store an attribute called ``_name``.
+    ``__ctxlocal_name__`` for a Local or stack (asked of the object: a Local refuses it as a
+    value, so a stored attribute can never answer instead).
     """
-    if isinstance(obj, Local):
-        target = type(obj)._ctxlocal_name or type(obj).__name__
+    if hasattr(type(obj), "__ctxlocal_lookup__"):
+        target = obj.__ctxlocal_name__ or type(obj).__name__
     elif isinstance(obj, ContextVar):
         target = obj.name
     else:
@@ -147,7 +126,8 @@ def _describe(obj: Any, name: str | None) -> str:
 
 
 class LocalProxy:
-    """Forward every operation to the object the wrapped local holds in this context.
+    """A proxy to the object bound to a context-local: every operation on a LocalProxy is
+    forwarded to the object the wrapped local holds in the current context.
 
     >>> from ctxlocal import Local, LocalProxy
     >>> loc = Local()
@@ -169,7 +149,7 @@ class LocalProxy:
         message = unbound_message or f"object unbound: no value for {_describe(local, name)}"
         setter = object.__setattr__
         setter(self, "_ctxlocal_lookup", _make_lookup(local, name, message))
-        setter(self, "_ctxlocal_wrapped", local)
+        setter(self, "_ctxlocal_wrapped", local if _wraps_a_function(local) else None)
         setter(self, "_ctxlocal_unbound", message)
 
     def _get_current_object(self) -> Any:
@@ -190,7 +170,7 @@ class LocalProxy:
         try:
             return dir(_lookup_of(self)())
         except RuntimeError:
-            return dir(type(self))
+            return []
 
     # -- what must work unbound -----------------------------------------------------------
     def __repr__(self) -> str:
@@ -331,6 +311,8 @@ def _own_attribute(proxy: LocalProxy, name: str) -> Any:
     """The few attribute names the proxy answers itself (or answers when unbound)."""
     if name == "_get_current_object" or name == "__deepcopy__":
         return _generic_getattr(proxy, name)
+    if name == "__wrapped__":
+        return _wrapped(proxy)
     try:
         obj = _lookup_of(proxy)()
     except RuntimeError:
@@ -338,15 +320,20 @@ def _own_attribute(proxy: LocalProxy, name: str) -> Any:
             return LocalProxy
         if name == "__doc__":
             return LocalProxy.__doc__
-        if name == "__wrapped__":
-            return _wrapped_of(proxy)
         raise
-    if name == "__wrapped__":
-        try:
-            return obj.__wrapped__
-        except AttributeError:
-            return _wrapped_of(proxy)
     return getattr(obj, name)
+
+
+def _wrapped(proxy: LocalProxy) -> Any:
+    """``proxy.__wrapped__`` (see the module docstring)."""
+    function = _wrapped_of(proxy)
+    if function is not None:
+        return function
+    try:
+        obj = _lookup_of(proxy)()
+    except RuntimeError as unbound:
+        raise AttributeError(f"__wrapped__: {unbound}") from None
+    return obj.__wrapped__
 
 
 _OWN_ATTRIBUTES = frozenset({"_get_current_object", "__class__", "__doc__", "__wrapped__",
@@ -362,48 +349,69 @@ def __getattribute__(self: LocalProxy, name: str) -> Any:
 LocalProxy.__getattribute__ = __getattribute__  # type: ignore[method-assign]
 
 
-def _install_operators() -> None:
-    """Forwarders for unary, binary, reflected and in-place operators, generated once."""
-
-    def put(name: str, method: Any) -> None:
-        method.__name__ = name
-        method.__qualname__ = f"LocalProxy.{name}"
-        setattr(LocalProxy, name, method)
-
-    def unary(op: Any) -> Any:
-        def method(self: LocalProxy) -> Any:
-            return op(_lookup_of(self)())
-        return method
-
-    def binary(op: Any) -> Any:
-        def method(self: LocalProxy, other: Any) -> Any:
-            return op(_lookup_of(self)(), other)
-        return method
-
-    def reflected(op: Any) -> Any:
-        def method(self: LocalProxy, other: Any) -> Any:
-            return op(other, _lookup_of(self)())
-        return method
-
-    def inplace(op: Any) -> Any:
-        def method(self: LocalProxy, other: Any) -> LocalProxy:
-            op(_lookup_of(self)(), other)
-            return self
-        return method
-
-    for name in ("neg", "pos", "abs", "invert"):
-        put(f"__{name}__", unary(getattr(operator, name)))
-    for name in ("lt", "le", "eq", "ne", "gt", "ge"):
-        put(f"__{name}__", binary(getattr(operator, name)))
-    arithmetic = ("add", "sub", "mul", "matmul", "truediv", "floordiv", "mod", "lshift",
-                  "rshift", "and", "xor", "or")
-    for name in arithmetic:
-        op = getattr(operator, f"{name}_" if name in ("and", "or") else name)
-        put(f"__{name}__", binary(op))
-        put(f"__r{name}__", reflected(op))
-        put(f"__i{name}__", inplace(getattr(operator, f"i{name}")))
-    put("__divmod__", binary(divmod))
-    put("__rdivmod__", reflected(divmod))
+def _unary(op: Callable[[Any], Any]) -> Callable[..., Any]:
+    def method(self: LocalProxy) -> Any:
+        return op(_lookup_of(self)())
+    return method
 
 
-_install_operators()
+def _binary(op: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    def method(self: LocalProxy, other: Any) -> Any:
+        return op(_lookup_of(self)(), other)
+    return method
+
+
+def _reflected(op: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    def method(self: LocalProxy, other: Any) -> Any:
+        return op(other, _lookup_of(self)())
+    return method
+
+
+def _inplace(op: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    def method(self: LocalProxy, other: Any) -> LocalProxy:
+        op(_lookup_of(self)(), other)
+        return self
+    return method
+
+
+# name -> operator, for ``__name__``, ``__rname__`` and ``__iname__``.
+_ARITHMETIC: dict[str, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {
+    "add": (operator.add, operator.iadd),
+    "sub": (operator.sub, operator.isub),
+    "mul": (operator.mul, operator.imul),
+    "matmul": (operator.matmul, operator.imatmul),
+    "truediv": (operator.truediv, operator.itruediv),
+    "floordiv": (operator.floordiv, operator.ifloordiv),
+    "mod": (operator.mod, operator.imod),
+    "lshift": (operator.lshift, operator.ilshift),
+    "rshift": (operator.rshift, operator.irshift),
+    "and": (operator.and_, operator.iand),
+    "xor": (operator.xor, operator.ixor),
+    "or": (operator.or_, operator.ior),
+}
+
+# Every generated forwarder: (method name, factory, operator).
+_OPERATORS: tuple[tuple[str, Callable[[Any], Callable[..., Any]], Any], ...] = (
+    ("__neg__", _unary, operator.neg),
+    ("__pos__", _unary, operator.pos),
+    ("__abs__", _unary, operator.abs),
+    ("__invert__", _unary, operator.invert),
+    ("__lt__", _binary, operator.lt),
+    ("__le__", _binary, operator.le),
+    ("__eq__", _binary, operator.eq),
+    ("__ne__", _binary, operator.ne),
+    ("__gt__", _binary, operator.gt),
+    ("__ge__", _binary, operator.ge),
+    ("__divmod__", _binary, divmod),
+    ("__rdivmod__", _reflected, divmod),
+    *((f"__{name}__", _binary, op) for name, (op, _) in _ARITHMETIC.items()),
+    *((f"__r{name}__", _reflected, op) for name, (op, _) in _ARITHMETIC.items()),
+    *((f"__i{name}__", _inplace, iop) for name, (_, iop) in _ARITHMETIC.items()),
+)
+
+for _name, _factory, _op in _OPERATORS:
+    _method = _factory(_op)
+    _method.__name__ = _name
+    _method.__qualname__ = f"LocalProxy.{_name}"
+    setattr(LocalProxy, _name, _method)
+del _name, _factory, _op, _method

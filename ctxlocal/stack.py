@@ -7,8 +7,9 @@ The stack lives in a :class:`~ctxlocal.Local` (``stack._local.stack``, as in wer
 ``push``/``pop``/``top`` read and write that Local's storage directly instead of going
 through its attribute protocol.  That is the per-request hot path: a request pushes onto an
 empty stack and pops the last item, and through ``local.stack`` each of those raised and
-caught two or three exceptions: that push+pop cost ~6x werkzeug's (``bench/results/local.md``
-has what it costs now).  Same entries, same keys, same tracking as the Local's own accessors.
+caught two or three exceptions (``bench/results/local.md`` has what it costs now).  Same
+entries, same keys, same tracking as the Local's own accessors; the storage, mode cell and
+watch handle are the Local's public protocol (see :mod:`ctxlocal.local`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .ident import current_context, track
+from .ident import current_key, track
 from .local import Local
-
-_id = id
+from .proxy import LocalProxy
 
 __all__ = ["LocalStack"]
 
 
+class _StackLocal(Local):
+    """The Local inside a LocalStack: copied into other contexts list-wise."""
+
+    __slots__ = ()
+    __ctxlocal_stack__ = True
+
+
 class LocalStack:
-    """A stack of objects private to the current greenlet (or thread).
+    """A stack of objects private to the current context (greenlet, thread or asyncio task).
 
     >>> from ctxlocal import LocalStack
     >>> stack = LocalStack()
@@ -43,15 +50,51 @@ class LocalStack:
 
     def __init__(self, ident_func: Callable[[], Any] | None = None, *,
                  name: str | None = None) -> None:
-        self._local = Local(ident_func, name=name)
+        self._local = _StackLocal(ident_func, name=name)
         cls = type(self._local)
-        cls._ctxlocal_stack = True
         # The Local's storage dict and mode cell never change identity (ident changes
         # update the cell in place), so they can be kept here for the fast paths.
         self._storage = cls.__storage__
-        self._mode = cls._ctxlocal_mode
-        self._owner = cls._ctxlocal_owner
+        self._mode = cls.__ctxlocal_mode__
+        self._owner = cls.__ctxlocal_owner__
         self._name = name
+
+    @property
+    def __ctxlocal_local__(self) -> Local:
+        """The Local that holds the stacks (ctxlocal's protocol; ``_local`` in werkzeug)."""
+        return self._local
+
+    @property
+    def __ctxlocal_name__(self) -> str | None:
+        return self._name
+
+    def _key(self) -> Any:
+        ident = self._mode[0]
+        return current_key() if ident is None else ident()
+
+    def __ctxlocal_lookup__(self, name: str | None, unbound: str) -> Callable[[], Any]:
+        """The function a :class:`~ctxlocal.LocalProxy` calls: the top item (or its
+        attribute ``name``), or RuntimeError(unbound) when the stack is empty."""
+        storage, mode = self._storage, self._mode
+        if name is None:
+
+            def lookup() -> Any:
+                ident = mode[0]
+                try:
+                    return storage[current_key() if ident is None else ident()]["stack"][-1]
+                except (KeyError, IndexError):
+                    raise RuntimeError(unbound) from None
+        else:
+
+            def lookup() -> Any:
+                ident = mode[0]
+                try:
+                    top = storage[current_key() if ident is None else ident()]["stack"][-1]
+                except (KeyError, IndexError):
+                    raise RuntimeError(unbound) from None
+                return getattr(top, name)
+
+        return lookup
 
     def __release_local__(self) -> None:
         self._local.__release_local__()
@@ -67,19 +110,12 @@ class LocalStack:
     def __call__(self, name: str | None = None, *,
                  unbound_message: str | None = None) -> Any:
         """A :class:`~ctxlocal.LocalProxy` to the top item (or to attribute ``name`` of it)."""
-        from .proxy import LocalProxy
-
         return LocalProxy(self, name, unbound_message=unbound_message)
 
     def push(self, obj: Any) -> list[Any]:
         """Push ``obj`` on the current context's stack; return the stack (werkzeug API)."""
-        ident = self._mode[0]
-        if ident is None:
-            context = current_context()
-            key = _id(context)
-        else:
-            context = None
-            key = ident()
+        custom = self._mode[0]
+        key = current_key() if custom is None else custom()
         storage = self._storage
         namespace = storage.get(key)
         if namespace is None:
@@ -87,8 +123,8 @@ class LocalStack:
             # does (a custom ident is not watched).
             stack = [obj]
             storage[key] = {"stack": stack}
-            if context is not None:
-                track(context, key, self._owner)
+            if custom is None:
+                track(key, self._owner)
             return stack
         stack = namespace.get("stack")
         if stack is None:
@@ -101,8 +137,7 @@ class LocalStack:
 
         Popping the last item releases the context's entry altogether.
         """
-        ident = self._mode[0]
-        key = _id(current_context()) if ident is None else ident()
+        key = self._key()
         storage = self._storage
         namespace = storage.get(key)
         stack = None if namespace is None else namespace.get("stack")
@@ -116,18 +151,14 @@ class LocalStack:
     @property
     def top(self) -> Any:
         """The topmost item, or None when the current context's stack is empty."""
-        ident = self._mode[0]
-        key = _id(current_context()) if ident is None else ident()
         try:
-            return self._storage[key]["stack"][-1]
+            return self._storage[self._key()]["stack"][-1]
         except (KeyError, IndexError):
             return None
 
     def __len__(self) -> int:
         """Depth of the current context's stack."""
-        ident = self._mode[0]
-        key = _id(current_context()) if ident is None else ident()
-        namespace = self._storage.get(key)
+        namespace = self._storage.get(self._key())
         return 0 if namespace is None else len(namespace.get("stack", ()))
 
     def __bool__(self) -> bool:
