@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 ARGS ?=
 
-.PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down
+.PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down speedups
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,12 +17,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
+# ctxlocal's optional C accelerator (ctxlocal/_speedups.c), built in place.  Optional: without
+# a C compiler or Python headers it is skipped and ctxlocal runs its pure-Python path.
+speedups: $(STAMP)
+	-@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -e _BetaConfiguration -e 'warnings.warn(msg' || true
+
 run: $(STAMP)
 	$(PY) -m server $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) speedups
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+	# ctxlocal once more on its pure-Python path (the one used when the accelerator is not built)
+	CTXLOCAL_PURE_PYTHON=1 $(PY) -m pytest -q tests/test_ctxlocal_*.py tests/werkzeug_suites
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -48,7 +55,7 @@ down:
 reliability: $(STAMP)
 	$(PY) -m tests.reliability_report
 
-bench: $(STAMP)
+bench: $(STAMP) speedups
 	$(PY) -m bench $(ARGS)
 
 # The leak load test: starts the server itself (2 workers) unless ARGS has --host.
@@ -62,4 +69,4 @@ soak: $(STAMP)
 	$(PY) -m loadtests.soak $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache reports
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports build ctxlocal/_speedups*.so

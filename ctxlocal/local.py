@@ -25,6 +25,7 @@ list-wise), ``__ctxlocal_owner__`` (the weak reference that stands for it in the
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from .ident import current_key, get_ident, key_in_loop, owner_ref, running_loop, track
 from .proxy import LocalProxy
 
-__all__ = ["Local", "all_locals", "live_entries", "release_local"]
+__all__ = ["ACCELERATED", "Local", "all_locals", "live_entries", "release_local"]
 
 _id = id
 _running_loop = running_loop
@@ -45,6 +46,19 @@ try:
     from greenlet import getcurrent as _getcurrent
 except ImportError:  # pragma: no cover - as in ident.py
     from threading import current_thread as _getcurrent
+
+# The optional C accelerator (ctxlocal/_speedups.c, ``make speedups``): the same fast paths as
+# _context_accessors below, in C.  CTXLOCAL_PURE_PYTHON=1 turns it off (``make test`` runs
+# the ctxlocal tests both ways).
+_speedups: Any
+try:
+    if os.environ.get("CTXLOCAL_PURE_PYTHON"):
+        raise ImportError("CTXLOCAL_PURE_PYTHON is set")
+    from . import _speedups
+except ImportError:
+    _speedups = None
+ACCELERATED = _speedups is not None
+"""Whether Locals use the C accelerator for attribute access in the current context."""
 
 Accessors = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any],
                   Callable[[], None]]
@@ -123,17 +137,31 @@ def _custom_accessors(storage: dict[Any, dict[str, Any]],
     return __getattribute__, __setattr__, __delattr__, release
 
 
+def _first_value(local: Local, key: int, name: str, value: Any) -> None:
+    """The C accelerator's slow path: the current context's first value in ``local``."""
+    type(local).__storage__[key] = {name: value}
+    _track(key, type(local).__ctxlocal_owner__)
+
+
 def _install_accessors(cls: type, ident_func: Callable[[], Any] | None) -> None:
     """Give ``cls`` (a Local's own class) attribute access closures over its storage.
 
-    ``ident_func=None`` is the default, context-keyed identity with automatic cleanup.
+    ``ident_func=None`` is the default, context-keyed identity with automatic cleanup —
+    in C when the accelerator is there (the Python closures then only serve ``release``).
     """
     storage: dict[Any, dict[str, Any]] = cls.__storage__
     if ident_func is None:
         accessors = _context_accessors(storage)
     else:
         accessors = _custom_accessors(storage, ident_func)
-    cls.__getattribute__, cls.__setattr__, cls.__delattr__, release = accessors
+    if ident_func is None and _speedups is not None:
+        if "__getattribute__" in cls.__dict__:
+            del cls.__getattribute__
+        cls.__setattr__, cls.__delattr__ = _speedups.setattr, _speedups.delattr
+        _speedups.install(cls)
+        release = accessors[3]
+    else:
+        cls.__getattribute__, cls.__setattr__, cls.__delattr__, release = accessors
     cls.__ctxlocal_release__ = staticmethod(release)
     # A cell that LocalStack and the proxies' lookups keep a reference to: updated in place,
     # so they see a changed ident without re-installing anything.
@@ -270,6 +298,12 @@ _RESERVED = frozenset(
     name for name in dir(Local) if name.startswith("__") and name != "__doc__"
 ) | {"__storage__", "__ident_func__", "__dict__", "__class__", "__ctxlocal_name__",
      "__ctxlocal_owner__", "__ctxlocal_mode__", "__ctxlocal_release__"}
+
+
+if _speedups is not None:
+    _speedups.configure(getcurrent=_getcurrent, running_loop=_running_loop,
+                        key_in_loop=_key_in_loop, first_value=_first_value,
+                        set_reserved=_set_reserved, reserved=_RESERVED)
 
 
 def release_local(local: Any) -> None:
