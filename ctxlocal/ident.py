@@ -7,8 +7,10 @@ greenlets of another thread, and an event loop per thread keeps its tasks to its
 When greenlet is not installed the current ``threading.Thread`` object stands in.
 
 Asyncio tasks (werkzeug 2.x isolates them too, through ``contextvars``): the task counts only
-where its own ``contextvars.Context`` is current — its steps, in the greenlet that runs its
-loop.  Another greenlet that runs while a step is suspended in a gevent switch keeps its own
+where its ``contextvars.Context`` is current — its steps, in the greenlet that runs its loop
+(a ``copy_context().run(f)`` inside a step included) — which the task's first use of
+ctxlocal checks against the task itself and marks in that context (:data:`_ORIGIN`).
+Another greenlet that runs while a step is suspended in a gevent switch keeps its own
 context (:mod:`ctxlocal.tasks` says why).  Loop callbacks that belong to no task
 (``call_soon``, protocol callbacks) run in the context of the loop's greenlet.  A task starts
 with a *copy* of the values of the context it was created in (as ``contextvars`` copies at
@@ -62,29 +64,28 @@ class _Watch:
     because a long-lived context (the main greenlet) must not keep a Local's storage — and
     every other context's values in it — alive after the Local itself is gone.
 
-    ``context`` is set for a task only: the ``contextvars.Context`` its steps run in, the
-    proof that the code asking is that task's (cleared when the task ends: the context holds
-    this watch through :data:`_ORIGIN`, and the cycle should not outlive the task).
     ``greenlet_key`` is the key of the greenlet the context belongs to (its own for a
     greenlet; for a task, the greenlet that ran its first step).
     """
 
-    __slots__ = ("context", "greenlet_key", "key", "owners", "ref")
+    __slots__ = ("greenlet_key", "key", "owners", "ref")
 
-    def __init__(self, key: int, ref: weakref.ref[Any], greenlet_key: int,
-                 context: contextvars.Context | None) -> None:
+    def __init__(self, key: int, ref: weakref.ref[Any], greenlet_key: int) -> None:
         self.key = key
         self.ref = ref
         self.greenlet_key = greenlet_key
-        self.context = context
         self.owners: dict[int, weakref.ref[Any]] = {}
 
 
 _watches: dict[int, _Watch] = {}
 
-# The watch of the task whose ``contextvars.Context`` this one is (or was copied from): how
-# a new asyncio task finds the task that created it.
+# The watch of the task whose ``contextvars.Context`` this one is (or was copied from): set
+# in a task's context at its first use of ctxlocal.  It proves, cheaply, that the code asking
+# runs in that task's context (and not in another greenlet that runs while the task's step is
+# suspended), and it is how a new task finds the task that created it (asyncio copies the
+# creator's context into every new task).
 _ORIGIN: contextvars.ContextVar[_Watch] = contextvars.ContextVar("ctxlocal_origin")
+_origin = _ORIGIN.get
 
 
 def current_key() -> int:
@@ -108,7 +109,7 @@ def key_in_loop(loop: Any) -> int:
     watch = _watches.get(key)
     if watch is None:
         return _start_task(task, key, greenlet)
-    return key if watch.context is greenlet.gr_context else id(greenlet)
+    return key if _origin(None) is watch else id(greenlet)
 
 
 def _start_task(task: Any, key: int, greenlet: Any) -> int:
@@ -117,8 +118,8 @@ def _start_task(task: Any, key: int, greenlet: Any) -> int:
     if context is None or context is not greenlet.gr_context:
         return id(greenlet)  # not this task's step (see module docstring)
     greenlet_key = id(greenlet)
-    creator = _ORIGIN.get(None)
-    watch = _watch(task, key, greenlet_key, context)
+    creator = _origin(None)
+    watch = _watch(task, key, greenlet_key, is_task=True)
     _ORIGIN.set(watch)
     if creator is None or _watches.get(creator.key) is not creator or (
             creator.greenlet_key != greenlet_key):
@@ -148,10 +149,8 @@ def current_context() -> Any:
     greenlet, else the current greenlet."""
     greenlet = _getcurrent()
     loop = running_loop()
-    if loop is not None:
-        task = current_task_of(loop)
-        if task is not None and task_context(task) is greenlet.gr_context:
-            return task
+    if loop is not None and key_in_loop(loop) != id(greenlet):
+        return current_task_of(loop)
     return greenlet
 
 
@@ -178,7 +177,6 @@ def _forget(key: int) -> None:
     """Drop every entry stored under ``key`` (a context that finished or was collected)."""
     watch = _watches.pop(key, None)
     if watch is not None:
-        watch.context = None
         _drop_entries(key, watch)
 
 
@@ -217,17 +215,16 @@ def owner_ref(local: Any) -> weakref.ref[Any]:
     return weakref.ref(local, _on_owner_collected)
 
 
-def _watch(context: Any, key: int, greenlet_key: int,
-           task_ctx: contextvars.Context | None) -> _Watch:
-    """Start watching ``context`` (a greenlet, or a task with its ``task_ctx``)."""
-    watch = _Watch(key, weakref.ref(context, _on_collected(key)), greenlet_key, task_ctx)
+def _watch(context: Any, key: int, greenlet_key: int, *, is_task: bool) -> _Watch:
+    """Start watching ``context`` (a greenlet, or an asyncio task)."""
+    watch = _Watch(key, weakref.ref(context, _on_collected(key)), greenlet_key)
     _watches[key] = watch
-    if task_ctx is None:
+    if is_task:
+        context.add_done_callback(_on_finished)
+    else:
         rawlink = getattr(context, "rawlink", None)
         if rawlink is not None:
             rawlink(_on_finished)
-    else:
-        context.add_done_callback(_on_finished)
     return watch
 
 
@@ -245,7 +242,7 @@ def track(key: int, owner: weakref.ref[Any]) -> None:
         greenlet = _getcurrent()
         if id(greenlet) != key:
             raise RuntimeError(f"ctxlocal: key {key} is not the current context's")
-        watch = _watch(greenlet, key, key, None)
+        watch = _watch(greenlet, key, key, is_task=False)
     watch.owners[id(owner)] = owner
 
 

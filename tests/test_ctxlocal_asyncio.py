@@ -162,37 +162,46 @@ def test_a_task_created_outside_any_task_copies_the_greenlets_values(loc: Local)
     assert greenlet.greenlet(request_greenlet).switch() == ("request A", "request A")
 
 
+@pytest.mark.parametrize("task_used_ctxlocal_first", [True, False],
+                         ids=["task used ctxlocal first", "bystander used it first"])
 def test_a_greenlet_running_while_a_task_step_is_suspended_keeps_its_own_context(
-        loc: Local) -> None:
+        loc: Local, task_used_ctxlocal_first: bool) -> None:
     """A task's step blocks in a gevent call: other greenlets run while asyncio still
-    reports that task as current.  They must read and write their own values."""
+    reports that task as current.  They must read and write their own values — whether the
+    task had used ctxlocal before (its mark is set) or not (the first use is the
+    bystander's, and must not be taken for the task's)."""
     in_step = gevent.event.Event()
     resume = gevent.event.Event()
 
     def loop_greenlet() -> Any:
         async def task_body() -> Any:
-            loc.owner = "task"
+            if task_used_ctxlocal_first:
+                loc.owner = "task"
             in_step.set()
             resume.wait()  # a blocking gevent call inside the step: the hub runs others
-            return loc.owner
+            seen = getattr(loc, "owner", None)
+            loc.owner = "task"
+            return seen, loc.owner
 
         return asyncio.run(task_body())
 
     def bystander() -> tuple[Any, ...]:
-        loc.owner = "bystander"
         in_step.wait()
         assert asyncio.current_task(asyncio.get_running_loop()) is not None
+        before = getattr(loc, "owner", None)
+        loc.owner = "bystander"
+        gevent.sleep(0)
         seen = loc.owner
-        loc.owner = "bystander, written during the step"
         resume.set()
         gevent.sleep(0.01)
-        return seen, loc.owner
+        return before, seen, loc.owner
 
     looping = gevent.spawn(loop_greenlet)
     other = gevent.spawn(bystander)
     gevent.joinall([looping, other], raise_error=True)
-    assert looping.value == "task"
-    assert other.value == ("bystander", "bystander, written during the step")
+    expected_task_saw = "task" if task_used_ctxlocal_first else None
+    assert looping.value == (expected_task_saw, "task")
+    assert other.value == (None, "bystander", "bystander")
 
 
 def test_an_event_loop_per_thread(loc: Local) -> None:
