@@ -15,6 +15,13 @@ per operation *net* of the timing loop itself (an empty statement, measured the 
 is subtracted — which makes ratios stricter, not kinder), and the median of the per-round
 ratios to the group's reference.
 
+The same Local get/set is also timed inside a running asyncio task (where ctxlocal keys on
+the task), against werkzeug's (per task too) and gevent.local's (not per task).
+
+ctxlocal runs on its C accelerator when built (``make bench`` builds it: ``make speedups``)
+and then writes ``results/local.md``; with CTXLOCAL_PURE_PYTHON=1 (or not built) it runs
+pure Python and writes ``results/local-pure.md``.  The report names the path it measured.
+
 The targets (design.md §5; the issue): ctxlocal Local get/set ≤ 1.5x gevent.local.local,
 LocalProxy attribute access ≤ ½ of werkzeug's.  Whether they are met is computed and
 written down, not adjusted.
@@ -22,6 +29,7 @@ written down, not adjusted.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime
 import importlib.metadata
@@ -41,11 +49,15 @@ import greenlet
 import werkzeug.local
 
 import ctxlocal
+from ctxlocal.local import ACCELERATED
 from loadtests import procs
 
 ROUNDS = 25
 TIMING_SECONDS = 0.04  # one timing of one case; many short rounds beat few long ones
-RESULTS = Path(__file__).resolve().parent / "results" / "local.md"
+RESULTS = Path(__file__).resolve().parent / "results" / (
+    "local.md" if ACCELERATED else "local-pure.md")
+PATH = ("C accelerator (ctxlocal/_speedups.c)" if ACCELERATED
+        else "pure Python (accelerator not built, or CTXLOCAL_PURE_PYTHON=1)")
 
 
 class Item:
@@ -173,6 +185,22 @@ CASES = [
     Case(PROXY_VAR, "ctxlocal.LocalProxy", "ours_var_proxy.attr"),
 ]
 
+TASK_GET = "Local attribute get, in an asyncio task"
+TASK_SET = "Local attribute set, in an asyncio task"
+TASK_CASES = [
+    Case(TASK_GET, "gevent.local.local (not per task)", "gevent_local.x", reference=True),
+    Case(TASK_GET, "ctxlocal.Local", "ours.x"),
+    Case(TASK_GET, "werkzeug.local.Local", "theirs.x"),
+    Case(TASK_SET, "gevent.local.local (not per task)", "gevent_local.x = 1", reference=True),
+    Case(TASK_SET, "ctxlocal.Local", "ours.x = 1"),
+    Case(TASK_SET, "werkzeug.local.Local", "theirs.x = 1"),
+]
+
+
+async def _measure_in_a_task(cases: list[Case], rounds: int) -> float:
+    """:func:`_measure` run inside an asyncio task's step (the objects are set up there)."""
+    return _measure(cases, rounds)
+
 
 def _measure(cases: list[Case], rounds: int) -> float:
     """Fill every case's timings and ratios; return the empty statement's cost (ns).
@@ -233,7 +261,8 @@ def _verdicts(cases: list[Case]) -> list[tuple[str, float, float, bool]]:
             for case in cases if case.target is not None]
 
 
-def render(cases: list[Case], overhead: float, rounds: int, command: str) -> str:
+def render(cases: list[Case], overhead: float, rounds: int, command: str,
+           task_cases: list[Case] | None = None, task_overhead: float = 0.0) -> str:
     """The Markdown report."""
     versions = _versions()
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -243,6 +272,7 @@ def render(cases: list[Case], overhead: float, rounds: int, command: str) -> str
         f"- command: `{command}` (what `make bench` runs)",
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: nproc {nproc}, {procs.cpu_model()}, {platform.system()} {platform.release()}",
+        f"- ctxlocal path: {PATH}",
         "- versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         f"- method: {rounds} interleaved rounds, each timing every case once for "
         f"~{TIMING_SECONDS * 1000:.0f} ms (timeit); ns per operation net of the timing loop "
@@ -257,6 +287,14 @@ def render(cases: list[Case], overhead: float, rounds: int, command: str) -> str
         marker = " ◆" if case.reference else ""
         lines.append(f"| {case.group} | {case.implementation}{marker} | {case.median:.1f} "
                      f"| {case.best:.1f} | {case.ratio:.2f}x |")
+    if task_cases:
+        lines += ["", f"Inside a running asyncio task (empty statement: {task_overhead:.1f} ns):",
+                  "", "| operation | implementation | median ns/op | min ns/op | ratio |",
+                  "|---|---|---:|---:|---:|"]
+        for case in task_cases:
+            marker = " ◆" if case.reference else ""
+            lines.append(f"| {case.group} | {case.implementation}{marker} | {case.median:.1f} "
+                         f"| {case.best:.1f} | {case.ratio:.2f}x |")
     lines += ["", "## Targets", "", "| target | ratio | limit | met |", "|---|---:|---:|---|"]
     for what, ratio, target, met in _verdicts(cases):
         lines.append(f"| {what} | {ratio:.2f}x | ≤ {target:g}x | {'yes' if met else '**no**'} |")
@@ -265,7 +303,8 @@ def render(cases: list[Case], overhead: float, rounds: int, command: str) -> str
 
 
 def main(command: str = "python -m bench local") -> int:
-    """Run the benchmark, print the report and write it to ``bench/results/local.md``.
+    """Run the benchmark, print the report and write it to ``bench/results/local.md``
+    (``local-pure.md`` on the pure-Python path).
 
     Returns 0 whether or not the targets are met: the report says so, and a benchmark is
     not a test (CI does not gate on numbers from a noisy machine).
@@ -277,7 +316,10 @@ def main(command: str = "python -m bench local") -> int:
     print(f"ctxlocal micro-benchmarks: {len(cases)} cases x {ROUNDS} rounds ...",
           file=sys.stderr)
     overhead = _measure(cases, ROUNDS)
-    report = render(cases, overhead, ROUNDS, command)
+    task_cases = [Case(c.group, c.implementation, c.statement, c.reference, c.target)
+                  for c in TASK_CASES]
+    task_overhead = asyncio.run(_measure_in_a_task(task_cases, ROUNDS))
+    report = render(cases, overhead, ROUNDS, command, task_cases, task_overhead)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(report, encoding="utf-8")
     print(report)
