@@ -7,6 +7,7 @@ what it set, and the ``loc`` fixture checks that it did.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import copy
 import inspect
@@ -15,6 +16,7 @@ import operator
 import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -23,6 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ctxlocal
+import ctxlocal.proxy
 from ctxlocal import Local, LocalProxy, LocalStack, release_local
 
 
@@ -834,3 +837,14 @@ def test_proxy_to_a_method_of_a_local_subclass() -> None:
     session.greeting = lambda: "per-context"
     assert proxy() == "per-context"
     release_local(session)
+
+
+def test_proxy_module_imports_neither_local_nor_stack() -> None:
+    """Imports point one way (local, stack -> proxy): each class builds the lookup its proxies
+    call (``__ctxlocal_lookup__``), so proxy.py needs neither module."""
+    tree = ast.parse(Path(ctxlocal.proxy.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.level > 0}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert not imported & {"local", "stack", "ctxlocal.local", "ctxlocal.stack"}, imported
