@@ -46,15 +46,17 @@ current_key(void)
     return key;
 }
 
-/* The Local's storage dict: in its own class's __dict__ (borrowed; NULL if absent). */
+/* The Local's storage dict: in its own class's __dict__ (a new reference; NULL if absent).
+ * Every reference below is owned, not borrowed: computing the key can run Python code. */
 static PyObject *
 storage_of(PyObject *self)
 {
     PyObject *storage = PyDict_GetItemWithError(Py_TYPE(self)->tp_dict, str_storage);
-    return (storage != NULL && PyDict_CheckExact(storage)) ? storage : NULL;
+    return (storage != NULL && PyDict_CheckExact(storage)) ? Py_NewRef(storage) : NULL;
 }
 
-/* The current context's namespace (borrowed), NULL with no error set when there is none. */
+/* The current context's namespace (a new reference), NULL with no error set when there is
+ * none.  With key_out, the key is handed over too (also when there is no namespace). */
 static PyObject *
 namespace_of(PyObject *storage, PyObject **key_out)
 {
@@ -69,7 +71,7 @@ namespace_of(PyObject *storage, PyObject **key_out)
     else {
         Py_DECREF(key);
     }
-    return (ns != NULL && PyDict_Check(ns)) ? ns : NULL;
+    return (ns != NULL && PyDict_Check(ns)) ? Py_NewRef(ns) : NULL;
 }
 
 static PyObject *
@@ -78,10 +80,13 @@ local_getattro(PyObject *self, PyObject *name)
     PyObject *storage = storage_of(self);
     if (storage != NULL) {
         PyObject *ns = namespace_of(storage, NULL);
+        Py_DECREF(storage);
         if (ns != NULL) {
             PyObject *value = PyDict_GetItemWithError(ns, name);
+            Py_XINCREF(value);
+            Py_DECREF(ns);
             if (value != NULL) {
-                return Py_NewRef(value);
+                return value;
             }
         }
     }
@@ -97,11 +102,10 @@ local_delattr(PyObject *storage, PyObject *name)
     PyObject *ns = namespace_of(storage, NULL);
     if (ns != NULL) {
         int found = PyDict_Contains(ns, name);
-        if (found < 0) {
-            return -1;
-        }
-        if (found) {
-            return PyDict_DelItem(ns, name);
+        int rc = found > 0 ? PyDict_DelItem(ns, name) : found;
+        Py_DECREF(ns);
+        if (found != 0) {
+            return rc;
         }
     }
     if (PyErr_Occurred()) {
@@ -112,18 +116,8 @@ local_delattr(PyObject *storage, PyObject *name)
 }
 
 static int
-local_setattro(PyObject *self, PyObject *name, PyObject *value)
+store(PyObject *self, PyObject *storage, PyObject *name, PyObject *value)
 {
-    PyObject *storage = storage_of(self);
-    if (storage == NULL) {
-        if (PyErr_Occurred()) {
-            return -1;
-        }
-        return PyObject_GenericSetAttr(self, name, value);
-    }
-    if (value == NULL) {
-        return local_delattr(storage, name);
-    }
     if (reserved == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "ctxlocal._speedups: configure() was not called");
         return -1;
@@ -145,6 +139,7 @@ local_setattro(PyObject *self, PyObject *name, PyObject *value)
     int rc;
     if (ns != NULL) {
         rc = PyDict_SetItem(ns, name, value);
+        Py_DECREF(ns);
     }
     else if (PyErr_Occurred()) {
         rc = -1;
@@ -156,6 +151,21 @@ local_setattro(PyObject *self, PyObject *name, PyObject *value)
         rc = result == NULL ? -1 : 0;
     }
     Py_DECREF(key);
+    return rc;
+}
+
+static int
+local_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    PyObject *storage = storage_of(self);
+    if (storage == NULL) {
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        return PyObject_GenericSetAttr(self, name, value);
+    }
+    int rc = value == NULL ? local_delattr(storage, name) : store(self, storage, name, value);
+    Py_DECREF(storage);
     return rc;
 }
 
