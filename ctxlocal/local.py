@@ -86,7 +86,8 @@ def _context_accessors(storage: dict[Any, dict[str, Any]]) -> Accessors:
         if name in _RESERVED:
             _set_reserved(self, name, value)
             return
-        key = _id(_getcurrent()) if (loop := _running_loop()) is None else _key_in_loop(loop)
+        key = (_id(_getcurrent()) if (loop := _running_loop()) is None
+               else _key_in_loop(loop))
         try:
             storage[key][name] = value
         except KeyError:
@@ -258,8 +259,13 @@ class Local:
 
         def lookup() -> Any:
             ident = mode[0]
+            if ident is None:  # current_key(), written out: the hot path
+                key = (_id(_getcurrent()) if (loop := _running_loop()) is None
+                       else _key_in_loop(loop))
+            else:
+                key = ident()
             try:
-                return storage[current_key() if ident is None else ident()][name]
+                return storage[key][name]
             except KeyError:
                 pass
             try:

@@ -17,11 +17,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .ident import current_key, track
+from .ident import current_key, key_in_loop, running_loop, track
 from .local import Local
 from .proxy import LocalProxy
 
 __all__ = ["LocalStack"]
+
+_id = id
+_running_loop = running_loop
+_key_in_loop = key_in_loop
+
+try:
+    from greenlet import getcurrent as _getcurrent
+except ImportError:  # pragma: no cover - as in ident.py
+    from threading import current_thread as _getcurrent
 
 
 class _StackLocal(Local):
@@ -80,16 +89,26 @@ class LocalStack:
 
             def lookup() -> Any:
                 ident = mode[0]
+                if ident is None:  # current_key(), written out: the hot path
+                    key = (_id(_getcurrent()) if (loop := _running_loop()) is None
+                           else _key_in_loop(loop))
+                else:
+                    key = ident()
                 try:
-                    return storage[current_key() if ident is None else ident()]["stack"][-1]
+                    return storage[key]["stack"][-1]
                 except (KeyError, IndexError):
                     raise RuntimeError(unbound) from None
         else:
 
             def lookup() -> Any:
                 ident = mode[0]
+                if ident is None:  # current_key(), written out: the hot path
+                    key = (_id(_getcurrent()) if (loop := _running_loop()) is None
+                           else _key_in_loop(loop))
+                else:
+                    key = ident()
                 try:
-                    top = storage[current_key() if ident is None else ident()]["stack"][-1]
+                    top = storage[key]["stack"][-1]
                 except (KeyError, IndexError):
                     raise RuntimeError(unbound) from None
                 return getattr(top, name)
@@ -151,8 +170,14 @@ class LocalStack:
     @property
     def top(self) -> Any:
         """The topmost item, or None when the current context's stack is empty."""
+        ident = self._mode[0]
+        if ident is None:  # current_key(), written out: a request proxy reads ``top``
+            key = (_id(_getcurrent()) if (loop := _running_loop()) is None
+                   else _key_in_loop(loop))
+        else:
+            key = ident()
         try:
-            return self._storage[self._key()]["stack"][-1]
+            return self._storage[key]["stack"][-1]
         except (KeyError, IndexError):
             return None
 
