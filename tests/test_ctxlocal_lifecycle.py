@@ -25,7 +25,7 @@ import greenlet
 import pytest
 
 import ctxlocal
-from ctxlocal import Local, LocalStack, get_ident, release_local
+from ctxlocal import Local, LocalStack, get_ident, ident, release_local
 
 N_GREENLETS = 100_000
 BATCH = 1_000
@@ -402,7 +402,6 @@ def test_finished_greenlet_in_a_reference_cycle(loc: Local) -> None:
 def test_release_then_set_again_in_a_long_lived_greenlet(loc: Local) -> None:
     """A context that sets and releases in a loop (a thread's main greenlet, a keep-alive
     connection) holds one entry at most and is watched once."""
-    from ctxlocal import ident
 
     def body() -> int:
         for n in range(1_000):

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ctxlocal
-from ctxlocal import Local, LocalManager, LocalProxy, LocalStack, get_ident, release_local
+from ctxlocal import Local, LocalManager, LocalProxy, LocalStack, get_ident, ident, release_local
 from ctxlocal.local import _RESERVED
 
 
@@ -384,7 +384,6 @@ def test_dropped_local_releases_its_values() -> None:
 
 def test_dropped_locals_leave_nothing_in_a_long_lived_context() -> None:
     """The watch of a long-lived context does not list Locals that are gone."""
-    from ctxlocal import ident
 
     def body() -> int:
         for _ in range(500):

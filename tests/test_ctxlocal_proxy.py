@@ -14,6 +14,7 @@ import inspect
 import math
 import operator
 import os
+import pathlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import gevent
 import pytest
+import werkzeug.local
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -345,7 +347,6 @@ def test_bool(loc: Local) -> None:
 
 def test_fspath(loc: Local) -> None:
     """os.fspath / open() accept a proxy to a path-like object."""
-    import pathlib
 
     proxy = bound(loc, pathlib.PurePosixPath("/tmp/x"))
     assert os.fspath(proxy) == "/tmp/x"
@@ -632,7 +633,6 @@ def test_callable_backed_unbound_and_wrapped() -> None:
 
 def test_other_werkzeug_style_locals() -> None:
     """Any object with ``__release_local__`` is read as ``(local, name)``."""
-    import werkzeug.local
 
     theirs = werkzeug.local.Local()
     proxy = LocalProxy(theirs, "value")
