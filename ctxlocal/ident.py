@@ -195,16 +195,18 @@ def _on_finished(context: Any) -> None:
     _forget(id(context))
 
 
-def _on_owner_collected(ref: weakref.ref[Any]) -> None:
+def _on_owner_collected(ref: weakref.ref[Any], watches: dict[int, _Watch] = _watches) -> None:
     """A Local was collected: stop listing it in the watches of the contexts that used it.
 
     Its storage went with it; without this, a long-lived context that touches many
-    short-lived Locals would collect one dead reference per Local.
+    short-lived Locals would collect one dead reference per Local.  ``watches`` is bound
+    at definition: Locals collected while the interpreter shuts down run this after the
+    module's globals were cleared (it printed "'NoneType' object has no attribute 'copy'").
     """
     ref_key = id(ref)
     # ``dict.copy()`` allocates before it copies, so a collection triggered here cannot
-    # change ``_watches`` halfway through the snapshot.
-    for watch in _watches.copy().values():
+    # change ``watches`` halfway through the snapshot.
+    for watch in watches.copy().values():
         watch.owners.pop(ref_key, None)
 
 
