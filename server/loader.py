@@ -1,7 +1,8 @@
 """Loading the WSGI app named on the command line: ``module:attr`` or ``module:factory()``.
 
-Every way this can fail becomes one :class:`AppLoadError` line (the CLI prints it and exits
-2) — not a traceback from deep inside importlib.
+Every way this can fail becomes one :class:`AppLoadError` line (the master prints it and
+exits 2) — not a traceback from deep inside importlib, but with the file and line where the
+app's own code failed, so ``KeyError: 'DATABASE_URL'`` says where it was looked up.
 """
 
 from __future__ import annotations
@@ -10,13 +11,62 @@ import ast
 import importlib
 import os
 import sys
+import sysconfig
+import traceback
 from typing import Any
 
-__all__ = ["AppLoadError", "load_app"]
+from .probe import create_app as create_reference_app
+
+__all__ = ["AppLoadError", "failing_line", "load_app", "load_configured_app"]
 
 
 class AppLoadError(Exception):
     """The APP argument does not name a usable WSGI application."""
+
+
+#: Code that is rarely "where the app failed": the standard library and installed packages.
+_LIBRARY_PATHS = tuple(sorted({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
+                               for key in ("stdlib", "platstdlib", "purelib", "platlib")}))
+#: This package: the loader's own frames (``importlib.import_module``'s caller) are never it.
+_SERVER_PATH = os.path.dirname(os.path.realpath(__file__)) + os.sep
+
+
+def _is_library(filename: str) -> bool:
+    return os.path.realpath(filename).startswith(_LIBRARY_PATHS)
+
+
+def _shown(filename: str) -> str:
+    """The path as the user would type it: relative to the current directory if below it."""
+    relative = os.path.relpath(filename)
+    return filename if relative.startswith("..") else relative
+
+
+def failing_line(exc: BaseException) -> str:
+    """``"path/to/file.py, line 12"`` of the innermost frame in the app's own code.
+
+    The innermost frame of all is often library code (``os.environ``'s ``__getitem__`` for a
+    missing variable, a driver's ``connect``); the line the user must look at is the last one
+    of theirs on the way there (if all are library code: the innermost). A SyntaxError
+    happens before its file has a frame; it carries the place itself.
+    """
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{_shown(exc.filename)}, line {exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<")  # frozen importlib, os, ...
+              and not os.path.realpath(f.filename).startswith(_SERVER_PATH)]
+    if not frames:
+        return ""
+    own = [f for f in frames if not _is_library(f.filename)]
+    frame = (own or frames)[-1]  # an app installed as a package: its innermost frame
+    return f"{_shown(frame.filename)}, line {frame.lineno}"
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: first line of the message (file, line N)`` — one line, whatever the message."""
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    where = failing_line(exc)
+    return (f"{type(exc).__name__}{': ' + detail if detail else ''}"
+            f"{f' ({where})' if where else ''}")
 
 
 def _parse_call(expr: str) -> tuple[str, bool, list[Any], dict[str, Any]]:
@@ -53,14 +103,11 @@ def load_app(spec: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise AppLoadError(f"cannot import {module_name!r}: no such module") from None
-        raise AppLoadError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") \
-            from None
+        raise AppLoadError(f"importing {module_name!r} failed: {_describe(exc)}") from None
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise AppLoadError(f"importing {module_name!r} failed: {type(exc).__name__}"
-                           f"{': ' + detail if detail else ''}") from None
+        raise AppLoadError(f"importing {module_name!r} failed: {_describe(exc)}") from None
     if not expr:
         expr = "app" if hasattr(module, "app") else "application"
     name, is_call, args, kwargs = _parse_call(expr)
@@ -72,10 +119,16 @@ def load_app(spec: str) -> Any:
         try:
             target = target(*args, **kwargs)
         except Exception as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else ""  # the error is one line
-            raise AppLoadError(f"calling {module_name}:{expr} failed: {type(exc).__name__}"
-                               f"{': ' + detail if detail else ''}") from None
+            raise AppLoadError(f"calling {module_name}:{expr} failed: {_describe(exc)}") \
+                from None
     if not callable(target):
         raise AppLoadError(f"{module_name}:{expr} is a {type(target).__name__}, "
                            f"not a WSGI callable")
     return target
+
+
+def load_configured_app(spec: str | None, *, unsafe_probe: bool = False) -> Any:
+    """The app ``APP`` names, or the reference app without one (AppLoadError on failure)."""
+    if spec:
+        return load_app(spec)
+    return create_reference_app(unsafe_probe=unsafe_probe)

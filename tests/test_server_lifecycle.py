@@ -134,7 +134,8 @@ def test_app_that_fails_to_import_is_one_line_and_exit_2():
     result = run_cli("tests.apps.broken:app", "--bind", f"127.0.0.1:{free_port()}")
     assert result.returncode == 2
     assert result.stderr.strip() == ("server: error: importing 'tests.apps.broken' failed: "
-                                     "RuntimeError: database unreachable")
+                                     "RuntimeError: database unreachable "
+                                     "(tests/apps/broken.py, line 3)")
     result = run_cli("no_such_module:app")
     assert result.returncode == 2
     assert result.stderr.strip() == "server: error: cannot import 'no_such_module': no such module"
