@@ -132,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep_alive", _non_negative_float, _LIMITS.keep_alive,
             "Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
             metavar="SECONDS"),
-    Setting("timeout", _positive_float, _LIMITS.header_timeout,
+    Setting("read_timeout", _positive_float, _LIMITS.header_timeout,
             "Seconds a client has to send a complete request head, and for each read of a "
             "request body to make progress (defeats slowloris).", metavar="SECONDS"),
     Setting("graceful_timeout", _non_negative_float, 30.0,
@@ -186,7 +186,7 @@ class Config:
     worker_connections: int = _default("worker_connections")
     backlog: int = _default("backlog")
     keep_alive: float = _default("keep_alive")
-    timeout: float = _default("timeout")
+    read_timeout: float = _default("read_timeout")
     graceful_timeout: float = _default("graceful_timeout")
     max_request_line: int = _default("max_request_line")
     max_header_size: int = _default("max_header_size")

@@ -51,7 +51,7 @@ def limits_from_config(config: Config) -> Limits:
                   max_header_size=config.max_header_size,
                   max_header_count=config.max_header_count,
                   max_body_size=config.max_body_size,
-                  header_timeout=config.timeout,
+                  header_timeout=config.read_timeout,
                   keep_alive=config.keep_alive)
 
 

@@ -33,7 +33,7 @@ def test_repeatable_bind_from_flags_and_environment():
     (["--bind", "localhost"], "--bind: invalid value 'localhost': expected HOST:PORT or unix:PATH"),
     (["--bind", "h:99999"], "--bind: invalid value 'h:99999': bad port '99999'"),
     (["--log-format", "xml"], "--log-format: invalid value 'xml': must be one of text, json"),
-    (["--timeout", "0"], "--timeout: invalid value '0': must be > 0"),
+    (["--read-timeout", "0"], "--read-timeout: invalid value '0': must be > 0"),
 ])
 def test_bad_values(argv, message):
     with pytest.raises(ConfigError) as info:

@@ -2,7 +2,7 @@
 
 - hostile HTTP: every malformed, smuggling or over-limit request is answered with the right
   status and closed where the protocol requires;
-- slow and idle clients: slowloris heads and stalled bodies cut at --timeout, idle keep-alive
+- slow and idle clients: slowloris heads and stalled bodies cut at --read-timeout, idle keep-alive
   connections closed after --keep-alive, a flood beyond --worker-connections queued without
   starving the connections already accepted;
 - fuzzing with hypothesis: every input answered (never a 5xx but 501/505) or closed, the

@@ -1,6 +1,6 @@
 """A real server on every request of the invalid corpus (``tests/requests/invalid/``): each
 is answered with its status, the connection is closed, and the worker keeps serving everyone
-else; slow heads are cut at --timeout; wsgiref.validate finds no WSGI violation."""
+else; slow heads are cut at --read-timeout; wsgiref.validate finds no WSGI violation."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.support import running_server
 def server(tmp_path_factory):
     """The hostile test app (its /hostile/echo reads the body, so body errors are met) with
     the corpus limits."""
-    args = ("tests.apps.hostile:app", *corpus.SERVER_FLAGS, "--timeout", "1")
+    args = ("tests.apps.hostile:app", *corpus.SERVER_FLAGS, "--read-timeout", "1")
     with running_server(*args, tmp_path=tmp_path_factory.mktemp("limits")) as srv:
         yield srv
 

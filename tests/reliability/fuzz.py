@@ -17,7 +17,7 @@ from tests.reliability.wire import (
 )
 
 group("fuzz", "Fuzzing (hypothesis; the worker must never crash)",
-             ("tests.apps.hostile:app", "--timeout", "2", "--keep-alive", "1",
+             ("tests.apps.hostile:app", "--read-timeout", "2", "--keep-alive", "1",
               "--max-body-size", "100000"))
 
 FUZZ_EXAMPLES = int(os.environ.get("RELIABILITY_FUZZ_EXAMPLES", "200"))

@@ -30,7 +30,7 @@ from tests.reliability.wire import (
 MAX_BODY = corpus.LIMITS["max_body_size"]
 group(
     "hostile", "Hostile HTTP (a good client is served throughout every case)",
-    ("tests.apps.hostile:app", *corpus.SERVER_FLAGS, "--timeout", "2", "--keep-alive", "2"))
+    ("tests.apps.hostile:app", *corpus.SERVER_FLAGS, "--read-timeout", "2", "--keep-alive", "2"))
 
 
 def _reject_case(name: str, raw: bytes, statuses: tuple[int, ...]) -> None:

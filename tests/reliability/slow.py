@@ -19,12 +19,12 @@ from tests.reliability.wire import (
 )
 
 group(
-    "slow", "Slow and idle clients (--timeout 1 --keep-alive 1 --worker-connections 20)",
-    ("tests.apps.hostile:app", "--timeout", "1", "--keep-alive", "1",
+    "slow", "Slow and idle clients (--read-timeout 1 --keep-alive 1 --worker-connections 20)",
+    ("tests.apps.hostile:app", "--read-timeout", "1", "--keep-alive", "1",
      "--worker-connections", "20"))
 
 
-@case("slow", "slowloris head (1 byte / 0.1 s)", "408 once --timeout (1 s) has passed, closed")
+@case("slow", "slowloris head (1 byte / 0.1 s)", "408 once --read-timeout (1 s) has passed, closed")
 def _slowloris(sess: Session) -> str:
     raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
     with connect(sess.port) as sock:
@@ -65,7 +65,7 @@ def _many_slowloris(sess: Session) -> str:
     return got
 
 
-@case("slow", "body stalls half-way", "408 after --timeout without progress, closed")
+@case("slow", "body stalls half-way", "408 after --read-timeout without progress, closed")
 def _slow_body(sess: Session) -> str:
     with connect(sess.port) as sock:
         sock.sendall(b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
@@ -105,7 +105,7 @@ def _idle_keepalive(sess: Session) -> str:
     return got
 
 
-@case("slow", "connection that never sends", "closed quietly after --timeout (1 s)")
+@case("slow", "connection that never sends", "closed quietly after --read-timeout (1 s)")
 def _silent(sess: Session) -> str:
     with connect(sess.port) as sock:
         reply = read_reply(sock, timeout=4)
@@ -116,7 +116,7 @@ def _silent(sess: Session) -> str:
 
 @case("slow", "40 idle connections vs --worker-connections 20",
       "accepted connections keep being served; a new one queues in the backlog (not "
-      "refused) and is served within 2 x --timeout; every idle one closed quietly")
+      "refused) and is served within 2 x --read-timeout; every idle one closed quietly")
 def _connection_flood(sess: Session) -> str:
     assert sess.good is not None
     mark = sess.good.mark()
