@@ -1,4 +1,4 @@
-"""``python -m server``: parse settings, check the gevent patch, load the app, run.
+"""``python -m server``: parse settings, check the gevent patch, prepare the master, run.
 
 Imported by ``server/__main__.py`` only *after* ``gevent.monkey.patch_all()``.
 """
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import gevent
 from gevent import monkey
 
-from .arbiter import Arbiter
-from .config import ConfigError, fail, load_config, markdown_table
-from .loader import AppLoadError, load_app
+from .config import ConfigError, fail, gunicorn_table, load_config, markdown_table
+from .loader import AppLoadError, load_configured_app
 from .logs import AccessLog, configure_logging, open_access_log
+from .metrics_dir import metrics_directory
 
 log = logging.getLogger("server")
 
@@ -45,28 +45,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config_table:
         print(markdown_table())
         return 0
+    if args.print_gunicorn_table:
+        print(gunicorn_table())
+        return 0
     configure_logging(config.log_level, config.log_format)
     verify_patched()
     try:
         stream = open_access_log(config.access_log)
     except OSError as exc:
         fail(f"cannot open access log {config.access_log!r}: {exc.strerror or exc}")
-    access_log = AccessLog(stream, config.log_format)
-    try:
-        if config.app:
-            app = load_app(config.app)
-        else:
-            # Only when it is the app: its module-level Locals would otherwise show in
-            # every app's /metrics (ctxserver_ctxlocal_live_entries{local="probe_local"}).
-            from .probe import create_app  # noqa: PLC0415
-
-            app = create_app(unsafe_probe=config.unsafe_probe)
-    except AppLoadError as exc:
-        fail(str(exc))
+    path = config.access_log if config.access_log not in ("-", "off") else None
+    access_log = AccessLog(stream, config.log_format, path)
     if config.unsafe_probe:
         log.warning("--unsafe-probe: the negative-control endpoint /unsafe/probe/<token> is "
                     "mounted; it leaks across requests ON PURPOSE. Never use it in production.")
-    return Arbiter(config, app, access_log).run()
+    # prometheus-client picks its storage when first imported, from the directory's
+    # environment variable: it must be set before the arbiter (which imports our metrics)
+    # and before a preloaded app (which may import prometheus-client itself).
+    with metrics_directory():
+        app = None
+        if config.preload:
+            try:
+                app = load_configured_app(config.app, unsafe_probe=config.unsafe_probe)
+            except AppLoadError as exc:
+                fail(str(exc))
+        from .arbiter import Arbiter  # noqa: PLC0415 - after the metrics directory exists
+
+        return Arbiter(config, app, access_log).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

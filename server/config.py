@@ -16,7 +16,8 @@ from typing import Any, NoReturn
 
 from .http.limits import Limits
 
-__all__ = ["SETTINGS", "Config", "ConfigError", "load_config", "markdown_table"]
+__all__ = ["GUNICORN_ONLY", "SETTINGS", "Config", "ConfigError", "gunicorn_table",
+           "load_config", "markdown_table"]
 
 
 class ConfigError(Exception):
@@ -85,6 +86,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _umask(text: str) -> int:
+    """gunicorn's ``--umask``: ``int(text, 0)``, with a leading ``0`` meaning octal (``022``)."""
+    value = int("0o" + text[1:], 0) if len(text) > 1 and text[0] == "0" and text[1].isdigit() \
+        else int(text, 0)
+    if not 0 <= value <= 0o777:
+        raise ValueError("must be between 0 and 0o777")
+    return value
+
+
 def _path_or_off(text: str) -> str:
     if not text:
         raise ValueError("must be -, off, or a file path")
@@ -103,6 +113,11 @@ class Setting:
     repeatable: bool = False
     flag_only: bool = False
     is_flag: bool = False
+    #: gunicorn's flag for the same setting ("" if gunicorn has none), and how we differ
+    #: ("" when name, meaning and default are the same): the README's "coming from
+    #: gunicorn" table is made of these.
+    gunicorn: str = ""
+    vs_gunicorn: str = ""
 
     @property
     def flag(self) -> str:
@@ -120,38 +135,90 @@ _LIMITS = Limits()
 SETTINGS: tuple[Setting, ...] = (
     Setting("bind", _bind, ("127.0.0.1:8000",),
             "Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH. Repeatable; "
-            "in the environment, separate several with commas.",
-            metavar="ADDRESS", repeatable=True),
+            "in the environment, separate several with commas. Port 0 picks a free port "
+            "(the log says which).",
+            metavar="ADDRESS", repeatable=True, gunicorn="-b, --bind",
+            vs_gunicorn="a port is required (gunicorn reads a bare HOST as HOST:8000); no "
+                        "fd://N"),
     Setting("workers", _positive_int, 1,
             "Number of pre-forked worker processes. The master supervises them and restarts "
-            "one that dies, with backoff.", metavar="N"),
+            "one that dies (with backoff while they keep crashing); TTIN/TTOU add or "
+            "remove one.", metavar="N", gunicorn="-w, --workers"),
     Setting("worker_connections", _positive_int, 1000,
             "Concurrent connections per worker (bounded greenlet pool); further connections "
-            "wait in the listen backlog.", metavar="N"),
-    Setting("backlog", _positive_int, 2048, "Listen backlog of each socket.", metavar="N"),
+            "wait in the listen backlog.", metavar="N", gunicorn="--worker-connections"),
+    Setting("backlog", _positive_int, 2048, "Listen backlog of each socket.", metavar="N",
+            gunicorn="--backlog"),
     Setting("keep_alive", _non_negative_float, _LIMITS.keep_alive,
             "Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
-            metavar="SECONDS"),
+            metavar="SECONDS", gunicorn="--keep-alive",
+            vs_gunicorn="default 5 s (gunicorn: 2 s)"),
     Setting("read_timeout", _positive_float, _LIMITS.header_timeout,
             "Seconds a client has to send a complete request head, and for each read of a "
-            "request body to make progress (defeats slowloris).", metavar="SECONDS"),
+            "request body to make progress (defeats slowloris).", metavar="SECONDS",
+            vs_gunicorn="gunicorn's gevent worker has none: a client that sends its request "
+                        "slowly holds a connection for as long as it likes"),
+    Setting("timeout", _non_negative_float, 30.0,
+            "Watchdog: a worker whose event loop has been blocked this long (a CPU loop, a "
+            "blocking C call) is killed and replaced at once; the log shows the stack of "
+            "what blocked it and the request ids it had in flight. Also bounds a worker's "
+            "boot (importing the app). 0 disables.", metavar="SECONDS",
+            gunicorn="-t, --timeout",
+            vs_gunicorn="same meaning; before the kill the master logs the blocking stack "
+                        "and the request ids in flight"),
+    Setting("block_warning", _non_negative_float, 0.0,
+            "Early warning: log the stack of any greenlet that blocks the event loop longer "
+            "than this, without killing anything (gevent's monitor thread; it traces "
+            "greenlet switches, which costs some throughput). 0 disables.",
+            metavar="SECONDS"),
     Setting("graceful_timeout", _non_negative_float, 30.0,
-            "On TERM/INT/HUP, seconds in-flight requests get to finish before workers are "
-            "killed.", metavar="SECONDS"),
+            "On TERM/INT/HUP, TTOU and recycling: seconds in-flight requests get to finish. "
+            "A worker still alive 1 s after that is killed (SIGKILL).", metavar="SECONDS",
+            gunicorn="--graceful-timeout",
+            vs_gunicorn="also enforced by the master for old workers after HUP, TTOU and "
+                        "--max-requests (gunicorn: only at shutdown)"),
+    Setting("max_requests", _non_negative_int, 0,
+            "Recycle a worker after this many requests (0 = never): a successor is started "
+            "first, then the old worker drains, answering keep-alive clients with "
+            "Connection: close so they move on.", metavar="N", gunicorn="--max-requests",
+            vs_gunicorn="the successor is ready before the old worker stops accepting, and "
+                        "kept-alive clients are told Connection: close (gunicorn's gevent "
+                        "worker keeps serving them past the limit)"),
+    Setting("max_requests_jitter", _non_negative_int, 0,
+            "Add randint(0, N) to --max-requests per worker, so workers do not all recycle "
+            "at once.", metavar="N", gunicorn="--max-requests-jitter"),
+    Setting("preload", _bool, False,
+            "Import the app once in the master before forking (less memory, faster boot) "
+            "instead of in each worker. Then HUP does not load new code, and whatever the "
+            "app opens at import (database connections) is shared by every worker.",
+            is_flag=True, gunicorn="--preload"),
+    Setting("umask", _umask, 0,
+            "Bit mask for the mode of unix socket files (0 = mode 0777: a front-end running "
+            "as another user can connect; 007 = owner and group only). Accepts 0o22, "
+            "022, 18, 0x12.", metavar="MASK", gunicorn="-m, --umask",
+            vs_gunicorn="applies to unix socket files only (there are no other files)"),
     Setting("max_request_line", _positive_int, _LIMITS.max_request_line,
             "Longest request line (method, URI, version) in bytes; longer gets 414.",
-            metavar="BYTES"),
+            metavar="BYTES", gunicorn="--limit-request-line",
+            vs_gunicorn="default 8190 (gunicorn: 4094)"),
     Setting("max_header_size", _positive_int, _LIMITS.max_header_size,
-            "Largest request header block in bytes; larger gets 431.", metavar="BYTES"),
+            "Largest request header block in bytes; larger gets 431.", metavar="BYTES",
+            gunicorn="--limit-request-field_size",
+            vs_gunicorn="limits the whole header block (gunicorn: each field, 8190)"),
     Setting("max_header_count", _positive_int, _LIMITS.max_header_count,
-            "Most request header fields; more gets 431.", metavar="N"),
+            "Most request header fields; more gets 431.", metavar="N",
+            gunicorn="--limit-request-fields"),
     Setting("max_body_size", _non_negative_int, _LIMITS.max_body_size,
             "Largest request body in bytes (0 = unlimited); larger gets 413 without the body "
-            "being read.", metavar="BYTES"),
+            "being read.", metavar="BYTES",
+            vs_gunicorn="gunicorn has no limit"),
     Setting("access_log", _path_or_off, "off",
-            "Access log: '-' for stdout, a file path, or 'off'.", metavar="-|PATH|off"),
+            "Access log: '-' for stdout, a file path, or 'off'. USR1 reopens the file.",
+            metavar="-|PATH|off", gunicorn="--access-logfile",
+            vs_gunicorn="a fixed format with the request id (text or json)"),
     Setting("log_level", _choice("debug", "info", "warning", "error", "critical"), "info",
-            "Error log level (the error log goes to stderr).", metavar="LEVEL"),
+            "Error log level (the error log goes to stderr).", metavar="LEVEL",
+            gunicorn="--log-level"),
     Setting("log_format", _choice("text", "json"), "text",
             "Format of the error and access logs: text, or json (one object per line).",
             metavar="text|json"),
@@ -187,7 +254,13 @@ class Config:
     backlog: int = _default("backlog")
     keep_alive: float = _default("keep_alive")
     read_timeout: float = _default("read_timeout")
+    timeout: float = _default("timeout")
+    block_warning: float = _default("block_warning")
     graceful_timeout: float = _default("graceful_timeout")
+    max_requests: int = _default("max_requests")
+    max_requests_jitter: int = _default("max_requests_jitter")
+    preload: bool = _default("preload")
+    umask: int = _default("umask")
     max_request_line: int = _default("max_request_line")
     max_header_size: int = _default("max_header_size")
     max_header_count: int = _default("max_header_count")
@@ -227,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 default=None, help=help_text)
     parser.add_argument("--print-config-table", action="store_true",
                         help="print the settings as a Markdown table and exit")
+    parser.add_argument("--print-gunicorn-table", action="store_true",
+                        help="print the gunicorn-to-ctxserver flag table and exit")
     return parser
 
 
@@ -268,7 +343,22 @@ def load_config(argv: Sequence[str] | None = None,
             continue
         values[setting.name] = tuple(parsed) if setting.repeatable else parsed[0]
     app = args.app or environ.get("SERVER_APP") or None
-    return Config(app=app, **values), args
+    config = Config(app=app, **values)
+    _check(config)
+    return config, args
+
+
+def _check(config: Config) -> None:
+    """Settings that are fine alone but contradict each other."""
+    if config.timeout and config.block_warning >= config.timeout:
+        raise ConfigError(f"--block-warning ({config.block_warning:g}) must be shorter than "
+                          f"--timeout ({config.timeout:g}): the watchdog kills the worker first")
+
+
+def _usage(setting: Setting) -> str:
+    """``--flag METAVAR`` as a Markdown table cell (a ``|`` would end the cell)."""
+    usage = setting.flag if setting.is_flag else f"{setting.flag} {setting.metavar}"
+    return usage.replace("|", "\\|")
 
 
 def markdown_table() -> str:
@@ -277,8 +367,27 @@ def markdown_table() -> str:
              "| `APP` (positional) | `SERVER_APP` | reference app | WSGI app as "
              "`module:attr` or `module:factory()` |"]
     for s in SETTINGS:
-        flag = s.flag if s.is_flag else f"{s.flag} {s.metavar}"
-        lines.append(f"| `{flag}` | `{s.env}` | `{_show(s.default)}` | {s.help} |")
+        lines.append(f"| `{_usage(s)}` | `{s.env}` | `{_show(s.default)}` | {s.help} |")
+    return "\n".join(lines)
+
+
+#: gunicorn options we have no setting for, and what happens instead.
+GUNICORN_ONLY: tuple[tuple[str, str], ...] = (
+    ("-k, --worker-class", "always a gevent worker — with a greenlet of its own for every "
+                           "request (`-k gevent` runs all requests of a connection in one, "
+                           "so greenlet-keyed data leaks into the next request)"),
+)
+
+
+def gunicorn_table() -> str:
+    """The README's "coming from gunicorn" table, from the settings' gunicorn fields."""
+    lines = ["| gunicorn | ctxserver | difference |", "|---|---|---|"]
+    for s in SETTINGS:
+        if s.gunicorn or s.vs_gunicorn:
+            theirs = f"`{s.gunicorn}`" if s.gunicorn else "—"
+            lines.append(f"| {theirs} | `{_usage(s)}` | {s.vs_gunicorn or 'same'} |")
+    for theirs, instead in GUNICORN_ONLY:
+        lines.append(f"| `{theirs}` | — | {instead} |")
     return "\n".join(lines)
 
 

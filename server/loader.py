@@ -15,8 +15,6 @@ import sysconfig
 import traceback
 from typing import Any
 
-from .probe import create_app as create_reference_app
-
 __all__ = ["AppLoadError", "failing_line", "load_app", "load_configured_app"]
 
 
@@ -131,4 +129,8 @@ def load_configured_app(spec: str | None, *, unsafe_probe: bool = False) -> Any:
     """The app ``APP`` names, or the reference app without one (AppLoadError on failure)."""
     if spec:
         return load_app(spec)
-    return create_reference_app(unsafe_probe=unsafe_probe)
+    # Only when it is the app: its module-level Locals would otherwise show in every app's
+    # /metrics (ctxserver_ctxlocal_live_entries{local="probe_local"}).
+    from .probe import create_app  # noqa: PLC0415
+
+    return create_app(unsafe_probe=unsafe_probe)

@@ -67,13 +67,27 @@ def open_access_log(target: str) -> TextIO | None:
 
 
 class AccessLog:
-    """Writes one line per request.  ``enabled`` is False when the target is ``off``."""
+    """Writes one line per request.  ``enabled`` is False when the target is ``off``.
 
-    def __init__(self, stream: TextIO | None, log_format: str) -> None:
+    ``path`` is the file the stream was opened from (None for stdout): :meth:`reopen` opens
+    it again, for logrotate's ``kill -USR1`` after it moved the file away.
+    """
+
+    def __init__(self, stream: TextIO | None, log_format: str, path: str | None = None) -> None:
         self.stream = stream
+        self.path = path
         self.enabled = stream is not None
         self.json = log_format == "json"
         self.pid = os.getpid()
+
+    def reopen(self) -> None:
+        """Open ``path`` anew and write there from now on; OSError leaves the old stream."""
+        if self.path is None or self.stream is None:
+            return
+        fresh = open_access_log(self.path)
+        old, self.stream = self.stream, fresh
+        with contextlib.suppress(OSError, ValueError):
+            old.close()
 
     def __call__(self, environ: dict[str, Any], status: int, size: int, duration: float) -> None:
         if self.stream is None:

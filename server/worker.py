@@ -1,13 +1,28 @@
-"""One worker process: accept on the inherited listeners, serve, drain on TERM.
+"""One worker process: boot (import the app, unless preloaded), serve the inherited
+listeners, prove to the master that the event loop is alive, drain on TERM.
 
-Structure (after gunicorn's workers): the master forks, the child builds a
-:class:`Worker` and calls :meth:`Worker.run`, which never returns — it ends the process
-with ``os._exit`` so that nothing of the master's ``atexit`` or ``finally`` blocks runs twice.
+After gunicorn's workers: the master builds a :class:`Worker` before the fork (so that
+what it knows — ``age``, ``ppid``, ``cfg``, ``log`` — is there for issue 12's hooks), forks,
+and the child calls :meth:`Worker.run`, which never returns: it ends the process with
+``os._exit`` so that nothing of the master's ``atexit`` or ``finally`` blocks runs twice.
 
-Signals in a worker: TERM/INT → graceful drain (stop accepting, close idle keep-alive
-connections, let in-flight requests finish with ``Connection: close``, at most
-``--graceful-timeout`` seconds); QUIT → exit at once; HUP is ignored (the master handles
-reloads by replacing workers).  A worker whose master disappeared drains and exits.
+Booting: the app is imported here, after the fork, unless ``--preload`` imported it in the
+master — so a database client opened at import belongs to one process, and HUP loads new
+code.  A worker that cannot import it writes the one-line reason into its status page
+(:mod:`server.liveness`) and exits with ``BOOT_ERROR``.  Then it reports ``SERVING``.
+
+While serving, a greenlet stores a heartbeat every ``min(1, --timeout/4)`` seconds; a
+blocked loop stops it and the master's watchdog kills the worker after ``--timeout``, with
+the stack faulthandler writes and the request ids in flight, which every request records
+in the status page while it runs.  After ``--max-requests`` (+ jitter) requests it reports
+``RETIRING`` and serves on until the master, once a successor is ready, sends TERM.
+
+Signals: TERM/INT → graceful drain (stop accepting, idle keep-alive connections get a short
+grace for one more request, in-flight requests finish with ``Connection: close``, at most
+``--graceful-timeout``); QUIT → exit at once; USR1 → reopen the access log; USR2 → every
+thread's stack to the error log (see :mod:`server.watchdog`); HUP, WINCH, TTIN, TTOU and
+:data:`server.signals.IGNORED` are ignored.  A worker whose master disappeared drains and
+exits.
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable
 from time import monotonic
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import gevent
 from gevent.event import Event
@@ -31,19 +46,32 @@ from .config import Config
 from .context import ContextMiddleware
 from .handler import ConnectionHandler
 from .http import Limits
+from .liveness import BOOT_ERROR, WorkerState, WorkerStatus
+from .loader import AppLoadError, load_configured_app
 from .logs import AccessLog
 from .metrics import Metrics
+from .signals import IGNORED, unblock_after_fork
+from .watchdog import STACK_SIGNAL, install_stack_dumps, start_block_monitor, write_boot_stack
 
-__all__ = ["Worker", "build_wsgi_stack", "limits_from_config"]
+__all__ = ["Worker", "beat_interval", "build_wsgi_stack", "host_server_address",
+           "limits_from_config"]
 
-log = logging.getLogger("server.worker")
-
-HEARTBEAT_SECONDS = 1.0
+#: Seconds between two samples of the per-worker gauges (in-flight, connections, RSS...).
+SAMPLE_SECONDS = 1.0
 #: On a drain, seconds an idle keep-alive (or just accepted) connection may still deliver
 #: one more request, answered with ``Connection: close``; then idle ones are closed.
 DRAIN_IDLE_GRACE = 1.0
+#: What SERVER_PORT is for a unix socket when the Host header names no port (PEP 3333
+#: requires one; gunicorn takes the scheme's default as well).
+DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def beat_interval(timeout: float) -> float:
+    """Seconds between heartbeats: often enough that a healthy worker is never near the
+    timeout, at most once a second (gunicorn's gevent worker: every second)."""
+    return min(1.0, timeout / 4) if timeout > 0 else 1.0
 
 
 def limits_from_config(config: Config) -> Limits:
@@ -63,11 +91,22 @@ def _health_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     return [body]
 
 
-def build_wsgi_stack(app: WSGIApp, config: Config,
-                     metrics_app: WSGIApp | None = None) -> WSGIApp:
+def build_wsgi_stack(app: WSGIApp, config: Config, metrics_app: WSGIApp | None = None,
+                     on_request: Callable[[dict[str, Any]], None] | None = None) -> WSGIApp:
     """The app as the connection handler sees it: the server's own endpoints first, then
-    the user's app inside a fresh request context."""
-    with_context = ContextMiddleware(app)
+    the user's app inside a fresh request context.
+
+    ``on_request(environ)`` runs inside the context, before the app (the request id is
+    known by then): the worker names the request in its status page there.
+    """
+    inner = app
+    if on_request is not None:
+        def inner(environ: dict[str, Any], start_response: Callable[..., Any]
+                  ) -> Iterable[bytes]:
+            on_request(environ)
+            return app(environ, start_response)
+
+    with_context = ContextMiddleware(inner, current_app=app)
     routes: dict[str, WSGIApp] = {}
     if config.health_path != "off":
         routes[config.health_path] = _health_app
@@ -86,37 +125,90 @@ def build_wsgi_stack(app: WSGIApp, config: Config,
     return server_app
 
 
+def host_server_address(host: str, scheme: str) -> tuple[str, str] | None:
+    """SERVER_NAME and SERVER_PORT from a Host header, for a request on a unix socket.
+
+    A unix socket has no host or port of its own; like gunicorn we take the client's Host
+    (``name:port``, ``[v6]:port``, or a name alone with the scheme's default port). None
+    when there is nothing usable (then the listener's defaults stay).
+    """
+    if not host:
+        return None
+    name, sep, port = host.rpartition(":")
+    if not sep or "]" in port:  # no port, or a bare IPv6 literal "[::1]"
+        return host, DEFAULT_PORTS.get(scheme, "80")
+    if not port.isdigit() or not name:
+        return None
+    return name, port
+
+
+def _with_host_address(wsgi: WSGIApp) -> WSGIApp:
+    def unix_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        found = host_server_address(environ.get("HTTP_HOST", ""), environ["wsgi.url_scheme"])
+        if found is not None:
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = found
+        return wsgi(environ, start_response)
+
+    return unix_app
+
+
 def _describe(listener: socket.socket) -> tuple[str, str]:
-    """SERVER_NAME and SERVER_PORT for a listening socket."""
+    """SERVER_NAME and SERVER_PORT for a listening socket (never an empty port)."""
     address = listener.getsockname()
     if isinstance(address, tuple):
         return str(address[0]), str(address[1])
-    return str(address or "unix"), ""
+    return str(address or "unix"), DEFAULT_PORTS["http"]
 
 
 class Worker:
-    """Serves requests on the listeners it inherited from the master, until told to stop."""
+    """One worker process: built in the master before the fork, run in the child."""
 
-    def __init__(self, listeners: list[socket.socket], app: WSGIApp, config: Config,
-                 access_log: AccessLog, master_pid: int) -> None:
+    def __init__(self, *, age: int, ppid: int, listeners: list[socket.socket],
+                 app: WSGIApp | None, cfg: Config, access_log: AccessLog,
+                 status: WorkerStatus, dump: IO[bytes], wake_fd: int,
+                 max_requests: int) -> None:
+        # Known before the fork (the master keeps this object as its record of the worker).
+        self.age = age
+        self.ppid = ppid
+        self.pid: int | None = None  # set by the master after the fork, and in the child
         self.listeners = listeners
-        self.app = app
-        self.config = config
+        self.app = app  # None: imported in the child (no --preload)
+        self.cfg = cfg
+        self.log = logging.getLogger("server.worker")
         self.access_log = access_log
-        self.master_pid = master_pid
-        self.pool = Pool(config.worker_connections)
+        self.status = status
+        self.dump = dump
+        self.wake_fd = wake_fd
+        #: Requests after which this worker asks to be replaced (0: never).
+        self.max_requests = max_requests
+        # Per process, from run() on.
+        self.pool: Pool | None = None
         self.handlers: list[ConnectionHandler] = []
         self.servers: list[StreamServer] = []
-        self.metrics = Metrics()
-        self._stop = Event()
+        self.metrics: Metrics | None = None
+        self.served = 0
+        self._slots: dict[int, int] = {}  # id(environ) -> its slot in the status page
+        self._stop: Event | None = None
         self._fast_exit = False
 
+    def __repr__(self) -> str:
+        return f"<Worker {self.pid or 'unborn'} age={self.age}>"
+
     # -- per request ------------------------------------------------------------------------
+    def _on_request(self, environ: dict[str, Any]) -> None:
+        self._slots[id(environ)] = self.status.request_started(environ["ctxserver.request_id"])
+
     def _on_response(self, environ: dict[str, Any], status: int, size: int,
                      duration: float) -> None:
         self.metrics.observe(status, duration)
+        slot = self._slots.pop(id(environ), None)
+        if slot is not None:
+            self.status.request_finished(slot)
         if self.access_log.enabled:
             self.access_log(environ, status, size, duration)
+        self.served += 1
+        if self.served == self.max_requests:
+            self._retire()
 
     def _sample(self) -> None:
         self.metrics.sample(sum(h.active_requests for h in self.handlers),
@@ -126,30 +218,73 @@ class Worker:
     def run(self) -> NoReturn:
         code = 0
         try:
-            self._install_signals()
-            self._start()
-            self._sample()  # visible in /metrics from the first scrape on
-            log.info("worker %d ready", os.getpid())
-            heartbeat = gevent.spawn(self._heartbeat)
-            self._stop.wait()
-            heartbeat.kill()
-            if not self._fast_exit:
-                self._drain()
-        except BaseException:
-            log.exception("worker %d crashed", os.getpid())
-            code = 1
+            self._boot()
+        except AppLoadError as exc:  # the user's mistake: one line, which the master prints
+            self.status.fail_boot(str(exc))
+            code = BOOT_ERROR
+        except BaseException as exc:  # our bug: loud here, one line for the master
+            self.log.exception("worker %d failed to boot", os.getpid())
+            self.status.fail_boot(f"worker failed to boot: {type(exc).__name__}: {exc}")
+            code = BOOT_ERROR
+        else:
+            code = self._serve()
         finally:
             with contextlib.suppress(Exception):
-                self.metrics.flush()  # requests answered in the last turn of the loop
+                if self.metrics is not None:
+                    self.metrics.flush()  # requests answered in the last turn of the loop
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
 
+    def _boot(self) -> None:
+        self.pid = os.getpid()
+        self.access_log.pid = self.pid
+        self._stop = Event()
+        self._install_signals()
+        self.status.beat()
+        if self.app is None:
+            watch = None
+            if self.cfg.timeout:  # just before the watchdog is due: where is the import?
+                watch = gevent.spawn_later(self.cfg.timeout - beat_interval(self.cfg.timeout),
+                                           write_boot_stack, self.dump, gevent.getcurrent())
+            try:
+                self.app = load_configured_app(self.cfg.app, unsafe_probe=self.cfg.unsafe_probe)
+            finally:
+                if watch is not None:
+                    watch.kill()
+        self.pool = Pool(self.cfg.worker_connections)
+        self.metrics = Metrics()
+        self._start()
+        self._sample()  # visible in /metrics from the first scrape on
+        if self.cfg.block_warning:
+            start_block_monitor(self.cfg.block_warning, self.status.in_flight, self.log)
+        self.log.info("worker %d ready", self.pid)
+        self.status.set_state(WorkerState.SERVING)
+        self._nudge_master()
+
+    def _serve(self) -> int:
+        try:
+            heartbeat = gevent.spawn(self._heartbeat)
+            self._stop.wait()
+            if not self._fast_exit:
+                self._drain()
+            heartbeat.kill()
+        except BaseException:
+            self.log.exception("worker %d crashed", os.getpid())
+            return 1
+        return 0
+
     def _install_signals(self) -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        gevent.signal_handler(signal.SIGTERM, self.stop)
-        gevent.signal_handler(signal.SIGINT, self.stop)
-        gevent.signal_handler(signal.SIGQUIT, self.stop_now)
+        for signum in (signal.SIGHUP, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU,
+                       *IGNORED):
+            if signum != STACK_SIGNAL:
+                signal.signal(signum, signal.SIG_IGN)
+        actions = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+                   signal.SIGQUIT: self.stop_now, signal.SIGUSR1: self.reopen_logs}
+        for signum, action in actions.items():
+            gevent.signal_handler(signum, action)
+        install_stack_dumps(self.dump)  # the watchdog's STACK_SIGNAL, USR2, fatal signals
+        unblock_after_fork()  # the master blocked everything around the fork
 
     def stop(self) -> None:
         """Begin a graceful drain (TERM/INT)."""
@@ -160,45 +295,70 @@ class Worker:
         self._fast_exit = True
         self._stop.set()
 
+    def reopen_logs(self) -> None:
+        """USR1: reopen the access log (logrotate moved it away)."""
+        try:
+            self.access_log.reopen()
+        except OSError as exc:
+            self.log.error("worker %d: cannot reopen the access log %r: %s", self.pid,
+                           self.access_log.path, exc.strerror or exc)
+
+    def _nudge_master(self) -> None:
+        """Wake the master to read the status page now rather than at its next tick."""
+        with contextlib.suppress(OSError):  # a full pipe: the master wakes anyway
+            os.write(self.wake_fd, b"!")
+
+    def _retire(self) -> None:
+        self.log.info("worker %d served %d requests (--max-requests): asking for a successor",
+                      self.pid, self.served)
+        self.status.set_state(WorkerState.RETIRING)
+        self._nudge_master()
+
     def _start(self) -> None:
-        limits = limits_from_config(self.config)
-        wsgi = build_wsgi_stack(self.app, self.config, self.metrics.wsgi_endpoint(self._sample))
-        # Without an access log the hook is the metrics' own method: one call less per request.
-        on_response = (self._on_response if self.access_log.enabled
-                       else self.metrics.observe_response)
+        limits = limits_from_config(self.cfg)
+        track = self._on_request if self.cfg.timeout else None
+        wsgi = build_wsgi_stack(self.app, self.cfg, self.metrics.wsgi_endpoint(self._sample),
+                                track)
         for listener in self.listeners:
             name, port = _describe(listener)
-            handler = ConnectionHandler(wsgi, limits, server_name=name, server_port=port,
-                                        on_response=on_response,
-                                        logger=logging.getLogger("server.http"))
+            handler = ConnectionHandler(
+                _with_host_address(wsgi) if listener.family == socket.AF_UNIX else wsgi,
+                limits, server_name=name, server_port=port, on_response=self._on_response,
+                logger=logging.getLogger("server.http"))
             server = StreamServer(listener, handler, spawn=self.pool)
             server.start()
             self.handlers.append(handler)
             self.servers.append(server)
 
     def _heartbeat(self) -> None:
-        """Once a second: refresh gauges; drain if the master is gone."""
+        """Prove the loop is alive; sample the gauges each second; drain if the master is
+        gone."""
+        interval = beat_interval(self.cfg.timeout)
+        next_sample = monotonic() + SAMPLE_SECONDS
         while True:
-            gevent.sleep(HEARTBEAT_SECONDS)
-            if os.getppid() != self.master_pid:
-                log.warning("master %d is gone; worker %d drains and exits",
-                            self.master_pid, os.getpid())
+            self.status.beat()
+            if os.getppid() != self.ppid:
+                self.log.warning("master %d is gone; worker %d drains and exits", self.ppid,
+                                 self.pid)
                 self._stop.set()
                 return
-            try:
-                self._sample()
-            except Exception:  # metrics must never take the worker down
-                log.exception("sampling metrics failed")
+            if monotonic() >= next_sample:
+                next_sample += SAMPLE_SECONDS
+                try:
+                    self._sample()
+                except Exception:  # metrics must never take the worker down
+                    self.log.exception("sampling metrics failed")
+            gevent.sleep(interval)
 
     def _drain(self) -> None:
-        deadline = monotonic() + self.config.graceful_timeout
+        deadline = monotonic() + self.cfg.graceful_timeout
         for server in self.servers:
             server.close()  # stop accepting; the master still holds the listening socket
         for handler in self.handlers:
-            handler.drain(idle_grace=min(DRAIN_IDLE_GRACE, self.config.graceful_timeout))
+            handler.drain(idle_grace=min(DRAIN_IDLE_GRACE, self.cfg.graceful_timeout))
         remaining = max(0.0, deadline - monotonic())
         if not self.pool.join(timeout=remaining):
-            log.warning("worker %d: %d connection(s) still busy after the graceful timeout; "
-                        "closing them", os.getpid(), len(self.pool))
+            self.log.warning("worker %d: %d connection(s) still busy after the graceful "
+                             "timeout; closing them", self.pid, len(self.pool))
             self.pool.kill(timeout=1.0)
-        log.info("worker %d stopped", os.getpid())
+        self.log.info("worker %d stopped", self.pid)
