@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from server.config import SETTINGS, Config, ConfigError, load_config, markdown_table
+from server.config import (
+    SETTINGS,
+    Config,
+    ConfigError,
+    gunicorn_table,
+    load_config,
+    markdown_table,
+)
 
 
 def test_defaults():
@@ -57,3 +64,20 @@ def test_readme_options_table_is_current():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert markdown_table() in readme, "README options table is stale: paste " \
         "`python -m server --print-config-table`"
+
+
+def test_readme_gunicorn_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert gunicorn_table() in readme, "README 'coming from gunicorn' table is stale: paste " \
+        "`python -m server --print-gunicorn-table`"
+
+
+def test_every_gunicorn_flag_in_the_table_is_a_real_gunicorn_option():
+    """The table names gunicorn's flags as gunicorn 27 spells them (installed for the bench)."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    theirs = {flag for setting in KNOWN_SETTINGS for flag in setting.cli or ()}
+    named = {flag.strip() for s in SETTINGS if s.gunicorn for flag in s.gunicorn.split(",")}
+    assert named and named <= theirs, named - theirs
