@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import local, server
+from bench import local, server, supervision
 
 BENCHMARKS: dict[str, Callable[[str], int]] = {
     "local": local.main,
     "server": server.main,
+    "supervision": supervision.main,
 }
 
 

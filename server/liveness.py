@@ -51,10 +51,10 @@ _STATE_AT = 8  # one byte: WorkerState
 _ERROR_LEN = struct.Struct("=H")  # offset 16: length of the boot error, then its UTF-8
 _ERROR_LEN_AT, _ERROR_AT = 16, 18
 _SLOTS_AT = 2048
-_SLOT = struct.Struct(f"=dB{MAX_REQUEST_ID}s")  # started (monotonic), id length, id
-_SLOT_HEAD = struct.Struct("=dB")
-_SLOT_STRIDE = 144  # _SLOT.size (137) rounded up to a multiple of 16
-_SLOT_LEN_AT = 8  # offset of the id length inside a slot: 0 means free
+#: A slot: id length (0: free), padding, started (time.monotonic()), the id (truncated).
+_SLOT = struct.Struct(f"=B7xd{MAX_REQUEST_ID}s")
+_SLOT_HEAD = struct.Struct("=B7xd")
+_SLOT_STRIDE = 144  # _SLOT.size (144), a multiple of 16
 
 
 class WorkerStatus:
@@ -63,8 +63,10 @@ class WorkerStatus:
     def __init__(self, slots: int) -> None:
         self.slots = max(0, min(slots, MAX_SLOTS))
         self.mem = mmap.mmap(-1, _SLOTS_AT + self.slots * _SLOT_STRIDE)
-        # Worker side: free slot numbers, lowest on top so that few pages are ever touched.
-        self._free = list(range(self.slots - 1, -1, -1))
+        # Worker side: the offsets of free slots, lowest on top so that few pages are ever
+        # touched. Per request this is a pop, one pack_into and one byte store (~0.5 µs).
+        self._free = [_SLOTS_AT + slot * _SLOT_STRIDE for slot in range(self.slots - 1, -1, -1)]
+        self._pack = _SLOT.pack_into
         self.beat()
 
     def close(self) -> None:
@@ -85,17 +87,18 @@ class WorkerStatus:
 
     def request_started(self, request_id: str) -> int:
         """Name a request in flight; returns its slot for :meth:`request_finished` (-1 when
-        every slot is taken)."""
-        if not self._free:
+        every slot is taken). Ids are sanitised, ASCII; longer than the slot: truncated."""
+        free = self._free
+        if not free:
             return -1
-        slot = self._free.pop()
-        data = request_id.encode("ascii", "replace")[:MAX_REQUEST_ID]
-        _SLOT.pack_into(self.mem, _SLOTS_AT + slot * _SLOT_STRIDE, monotonic(), len(data), data)
-        return slot
+        at = free.pop()
+        data = request_id.encode("ascii", "replace")
+        self._pack(self.mem, at, min(len(data), MAX_REQUEST_ID), monotonic(), data)
+        return at
 
     def request_finished(self, slot: int) -> None:
         if slot >= 0:
-            self.mem[_SLOTS_AT + slot * _SLOT_STRIDE + _SLOT_LEN_AT] = 0
+            self.mem[slot] = 0  # the length byte: free
             self._free.append(slot)
 
     # -- read by the master -----------------------------------------------------------------
@@ -114,7 +117,7 @@ class WorkerStatus:
         found = []
         for slot in range(self.slots):
             at = _SLOTS_AT + slot * _SLOT_STRIDE
-            started, length = _SLOT_HEAD.unpack_from(self.mem, at)
+            length, started = _SLOT_HEAD.unpack_from(self.mem, at)
             if length:
                 start = at + _SLOT_HEAD.size
                 found.append((self.mem[start:start + length].decode("ascii", "replace"),

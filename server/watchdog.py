@@ -122,6 +122,7 @@ def start_block_monitor(seconds: float, in_flight: Callable[[], list[tuple[str, 
 
 
 def _thread_stack(hub: Any) -> str:
+    # A documented CPython API (for debuggers): the one way to read another thread's frame.
     frame = sys._current_frames().get(getattr(hub, "thread_ident", None))  # noqa: SLF001
     return "".join(traceback.format_stack(frame)) if frame is not None else "(no stack)\n"
 
