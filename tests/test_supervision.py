@@ -285,10 +285,12 @@ def test_max_requests_recycles_workers_without_failing_a_request(tmp_path):
             served_by[pid] = served_by.get(pid, 0) + 1
     assert failed == [], (len(failed), failed[:3])
     assert len(served_by) >= 6, served_by
-    # Every worker that left told its kept-alive clients to move on.
+    # Every worker that handed over told its kept-alive clients to move on (the clients only
+    # reconnect when told; the newest worker may have reached its limit as they stopped).
     told = {pid for pid, closes, _ in results if closes}
-    retired = [int(p) for p in re.findall(r"worker (\d+) served \d+ requests", log)]
-    assert retired and set(retired) <= told | {None}, (retired, told)
+    retired = {int(p) for p in re.findall(r"worker (\d+) served \d+ requests", log)}
+    newest = list(dict.fromkeys(pid for pid, _, _ in results if pid))[-1]
+    assert retired and retired - {newest} <= told, (retired, told, newest)
     assert "died" not in log and "WORKER TIMEOUT" not in log
 
 
