@@ -26,6 +26,7 @@ import platform
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -210,10 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(command_line: str | None = None, argv: Sequence[str] | None = None) -> int:
+    """``python -m bench supervision`` passes its command line (and no options)."""
+    if argv is None and command_line is not None:
+        argv = []
     args = build_parser().parse_args(argv)
     processes = Processes()
-    logs = args.results / "supervision-logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = Path(tempfile.mkdtemp(prefix="bench-supervision-"))  # the servers' output
+    print(f"server logs in {logs}", flush=True)
     hangs: dict[str, dict[str, list[float | None]]] = {s: {} for s in SERVERS}
     recycle: dict[str, dict[str, Any]] = {}
     try:

@@ -35,3 +35,16 @@ def test_render_reports_medians_and_runs_that_never_recovered():
     assert "| cpu loop | **5.20 s** (5.10, 5.30, 5.20) | 1 of 3 never recovered" in text
     assert "| ctxserver | 12,000 | 0 | 40 | 310 |" in text
     assert "| gunicorn -k gevent | 9,000 | 0 | 3 | 2,000 |" in text
+
+
+def test_the_dispatcher_runs_it_with_its_defaults(monkeypatch, tmp_path):
+    """``python -m bench supervision`` calls main(command) with bench's own argv around."""
+    monkeypatch.setattr("sys.argv", ["python -m bench", "supervision"])
+    monkeypatch.setattr(supervision, "RESULTS", tmp_path)
+    monkeypatch.setattr(supervision, "hang_recovery", lambda *a, **k: 5.25)
+    monkeypatch.setattr(supervision, "recycling", lambda *a, **k: {
+        "requests": 1000, "failed": 0, "pids": 9, "max_per_pid": 120})
+    assert supervision.main("python -m bench supervision") == 0
+    text = (tmp_path / "supervision.md").read_text()
+    assert "`python -m bench supervision`" in text and "**5.25 s**" in text
+    assert (tmp_path / "supervision.json").exists()
