@@ -92,21 +92,14 @@ def _health_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
 
 
 def build_wsgi_stack(app: WSGIApp, config: Config, metrics_app: WSGIApp | None = None,
-                     on_request: Callable[[dict[str, Any]], None] | None = None) -> WSGIApp:
+                     inner: WSGIApp | None = None) -> WSGIApp:
     """The app as the connection handler sees it: the server's own endpoints first, then
     the user's app inside a fresh request context.
 
-    ``on_request(environ)`` runs inside the context, before the app (the request id is
-    known by then): the worker names the request in its status page there.
+    ``inner`` runs inside the context instead of ``app`` (which stays ``current_app``): the
+    worker's wrapper that names each request in its status page once its id is known.
     """
-    inner = app
-    if on_request is not None:
-        def inner(environ: dict[str, Any], start_response: Callable[..., Any]
-                  ) -> Iterable[bytes]:
-            on_request(environ)
-            return app(environ, start_response)
-
-    with_context = ContextMiddleware(inner, current_app=app)
+    with_context = ContextMiddleware(inner or app, current_app=app)
     routes: dict[str, WSGIApp] = {}
     if config.health_path != "off":
         routes[config.health_path] = _health_app
@@ -195,14 +188,24 @@ class Worker:
         return f"<Worker {self.pid or 'unborn'} age={self.age}>"
 
     # -- per request ------------------------------------------------------------------------
-    def _on_request(self, environ: dict[str, Any]) -> None:
-        self._slots[id(environ)] = self.status.request_started(environ["ctxserver.request_id"])
+    def _tracking(self, app: WSGIApp) -> WSGIApp:
+        """``app``, naming each request in the status page while it runs: the master reads
+        the ids from there when the worker is stuck. A pop, a pack_into, a dict store."""
+        started = self.status.request_started
+        slots = self._slots
+
+        def tracked(environ: dict[str, Any], start_response: Callable[..., Any]
+                    ) -> Iterable[bytes]:
+            slots[id(environ)] = started(environ["ctxserver.request_id"])
+            return app(environ, start_response)
+
+        return tracked
 
     def _on_response(self, environ: dict[str, Any], status: int, size: int,
                      duration: float) -> None:
         self.metrics.observe(status, duration)
-        slot = self._slots.pop(id(environ), None)
-        if slot is not None:
+        slot = self._slots.pop(id(environ), -1)
+        if slot >= 0:
             self.status.request_finished(slot)
         if self.access_log.enabled:
             self.access_log(environ, status, size, duration)
@@ -316,9 +319,8 @@ class Worker:
 
     def _start(self) -> None:
         limits = limits_from_config(self.cfg)
-        track = self._on_request if self.cfg.timeout else None
         wsgi = build_wsgi_stack(self.app, self.cfg, self.metrics.wsgi_endpoint(self._sample),
-                                track)
+                                self._tracking(self.app) if self.cfg.timeout else None)
         for listener in self.listeners:
             name, port = _describe(listener)
             handler = ConnectionHandler(
