@@ -109,11 +109,16 @@ def start_block_monitor(seconds: float, in_flight: Callable[[], list[tuple[str, 
         if not isinstance(event, EventLoopBlocked):
             return
         now = monotonic()
-        same = event.greenlet is last["greenlet"] and now - last["at"] < 2.5 * seconds
+        # gevent reports every period while the block lasts; the monitor thread itself may
+        # wait for a busy CPU, so "the same episode" allows for a late report.
+        same = event.greenlet is last["greenlet"] and now - last["at"] < max(5.0, 3 * seconds)
         last.update(greenlet=event.greenlet, at=now)
         if not same:
+            # The ids first: formatting the stack takes long enough for the main thread to
+            # get the GIL back, finish the blocking request and free its slot.
+            requests = in_flight()
             _write_record(logger, logging.WARNING, block_report(
-                os.getpid(), seconds, _thread_stack(event.hub), in_flight(), now))
+                os.getpid(), seconds, _thread_stack(event.hub), requests, now))
 
     zope.event.subscribers.append(on_event)
     with warnings.catch_warnings():
