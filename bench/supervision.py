@@ -195,7 +195,8 @@ def render(meta: dict[str, Any], hangs: dict[str, dict[str, list[float | None]]]
         r = recycle[s]
         lines.append(f"| {LABELS[s]} | {r['requests']:,} | {r['failed']} | {r['pids']} | "
                      f"{r['max_per_pid']:,} |")
-    lines += ["", "Commands: " + "; ".join(f"`{display(c)}`" for c in meta["servers"]), ""]
+    lines += ["", "Servers (port chosen per run): " + "; ".join(
+        f"`{display(c)}`" for c in meta["servers"]), ""]
     return "\n".join(lines)
 
 
@@ -239,7 +240,9 @@ def main(command_line: str | None = None, argv: Sequence[str] | None = None) -> 
     meta = _machine()
     meta.update(command=command_line or display([sys.executable, "-m", "bench.supervision",
                                                  *(argv or sys.argv[1:])]),
-                servers=[command(s, 0, "--timeout", str(args.timeout)) for s in SERVERS])
+                servers=[command(s, 0, *extra) for extra in
+                         (("--timeout", str(args.timeout)), ("--max-requests", str(MAX_REQUESTS)))
+                         for s in SERVERS])
     (args.results / "supervision.md").write_text(render(meta, hangs, recycle, args))
     (args.results / "supervision.json").write_text(json.dumps(
         {"meta": {k: v for k, v in meta.items() if k != "servers"}, "hangs": hangs,
