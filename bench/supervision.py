@@ -23,7 +23,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.server import ROOT, Processes, display
+from loadtests.procs import cpu_model, free_port
 
 RESULTS = ROOT / "bench" / "results"
 APP = "tests.apps.blocking:app"
@@ -151,16 +151,8 @@ def recycling(server: str, seconds: float, port: int, processes: Processes,
             "pids": len(per_pid), "max_per_pid": max(per_pid.values(), default=0)}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    cpu = cpu_model()
     return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{os.cpu_count()} x {cpu}, load {os.getloadavg()[0]:.2f}",
             "versions": {d: importlib.metadata.version(d)
@@ -225,12 +217,12 @@ def main(command_line: str | None = None, argv: Sequence[str] | None = None) -> 
         for kind, path in HANGS.items():
             for server in args.servers:
                 hangs[server][kind] = [
-                    hang_recovery(server, path, args.timeout, _free_port(), processes,
+                    hang_recovery(server, path, args.timeout, free_port(), processes,
                                   logs / f"{server}-hang.log", limit=args.timeout + 30)
                     for _ in range(args.runs)]
                 print(f"hang ({kind}), {LABELS[server]}: {hangs[server][kind]}", flush=True)
         for server in args.servers:
-            recycle[server] = recycling(server, args.recycle_seconds, _free_port(), processes,
+            recycle[server] = recycling(server, args.recycle_seconds, free_port(), processes,
                                         logs / f"{server}-recycle.log")
             print(f"recycling, {LABELS[server]}: {recycle[server]}", flush=True)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gunicorn.config import KNOWN_SETTINGS
 
 from server.config import (
     SETTINGS,
@@ -67,8 +68,6 @@ def test_readme_options_table_is_current():
 
 
 def test_readme_gunicorn_table_is_current():
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert gunicorn_table() in readme, "README 'coming from gunicorn' table is stale: paste " \
         "`python -m server --print-gunicorn-table`"
@@ -76,8 +75,6 @@ def test_readme_gunicorn_table_is_current():
 
 def test_every_gunicorn_flag_in_the_table_is_a_real_gunicorn_option():
     """The table names gunicorn's flags as gunicorn 27 spells them (installed for the bench)."""
-    from gunicorn.config import KNOWN_SETTINGS
-
     theirs = {flag for setting in KNOWN_SETTINGS for flag in setting.cli or ()}
     named = {flag.strip() for s in SETTINGS if s.gunicorn for flag in s.gunicorn.split(",")}
     assert named and named <= theirs, named - theirs

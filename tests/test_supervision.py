@@ -12,14 +12,25 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from loadtests.procs import children_of
 from tests.neighbour import Neighbour
-from tests.support import free_port, run_cli, running_server, wait_for_workers, worker_pids
+from tests.support import (
+    ROOT,
+    free_port,
+    run_cli,
+    running_server,
+    wait_for_workers,
+    worker_pids,
+)
 
 BLOCKING = "tests.apps.blocking:app"
 TIMEOUT = 2.0
@@ -421,8 +432,6 @@ def test_an_app_failing_at_import_is_one_line_with_its_file_and_line_and_exit_2(
 
 
 def _unix_exchange(path: Path, request: bytes) -> bytes:
-    import socket
-
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(str(path))
@@ -455,11 +464,6 @@ def test_unix_socket_mode_follows_umask_and_server_port_is_never_empty(tmp_path,
 
 
 def test_port_0_logs_the_real_port(tmp_path):
-    import subprocess
-    import sys
-
-    from tests.support import ROOT
-
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "server", BLOCKING, "--bind",
@@ -485,17 +489,7 @@ def test_port_0_logs_the_real_port(tmp_path):
 # ------------------------------------------------------------------------------ metrics dir
 
 
-def _children(pid: int) -> set[int]:
-    try:
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except OSError:
-        return set()
-
-
 def test_metrics_dirs_of_dead_masters_are_pruned_at_start(tmp_path):
-    import subprocess
-    import sys
-
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     stale = tmp_path / f"ctxserver-metrics-{gone.pid}-abc"
@@ -508,7 +502,7 @@ def test_metrics_dirs_of_dead_masters_are_pruned_at_start(tmp_path):
         own = [p.name for p in tmp_path.glob(f"ctxserver-metrics-{srv.proc.pid}-*")]
         assert len(own) == 1 and not stale.exists() and alive.exists()
         # The master dies without cleaning up; its workers notice and leave.
-        workers = _children(srv.proc.pid)
+        workers = children_of(srv.proc.pid)
         srv.proc.kill()
         srv.proc.wait(10)
         deadline = time.monotonic() + 10
