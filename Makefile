@@ -7,6 +7,12 @@ STAMP  := $(VENV)/.installed
 
 ARGS ?=
 
+# The server tests rerun on the pure-Python path by `make test` (the request path, its
+# framing and limits, lifecycle, metrics, context isolation).
+PURE_SERVER_TESTS := tests/test_accelerators.py tests/test_server_lifecycle.py \
+	tests/test_server_context.py tests/test_connection.py tests/test_http_protocol.py \
+	tests/test_http_framing.py tests/test_server_limits.py tests/test_metrics.py tests/test_app.py
+
 .PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down speedups
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -17,8 +23,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-# ctxlocal's optional C accelerator (ctxlocal/_speedups.c), built in place.  Optional: without
-# a C compiler or Python headers it is skipped and ctxlocal runs its pure-Python path.
+# The optional C accelerators (ctxlocal/_speedups.c, server/_arena.c), built in place.  Optional:
+# without a C compiler or Python headers they are skipped and the pure-Python path runs.
 speedups: $(STAMP)
 	-@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -e _BetaConfiguration -e 'warnings.warn(msg' || true
 
@@ -30,6 +36,9 @@ test: $(STAMP) speedups
 	$(PY) -m pytest
 	# ctxlocal once more on its pure-Python path (the one used when the accelerator is not built)
 	CTXLOCAL_PURE_PYTHON=1 $(PY) -m pytest -q tests/test_ctxlocal_*.py tests/werkzeug_suites
+	# the server's request path once more with every accelerator off (about 35 s): what runs
+	# where no C compiler built them
+	CTXSERVER_PURE_PYTHON=1 CTXLOCAL_PURE_PYTHON=1 $(PY) -m pytest -q $(PURE_SERVER_TESTS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -69,4 +78,4 @@ soak: $(STAMP)
 	$(PY) -m loadtests.soak $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache reports build ctxlocal/_speedups*.so
+	rm -rf $(VENV) .pytest_cache .ruff_cache reports build ctxlocal/_speedups*.so server/_arena*.so

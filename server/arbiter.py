@@ -45,6 +45,7 @@ from typing import Any
 import gevent
 from gevent.select import select
 
+from . import accelerators
 from .config import Config, fail
 from .liveness import BOOT_ERROR, WorkerState, WorkerStatus
 from .logs import AccessLog
@@ -386,6 +387,8 @@ class Arbiter:
             addresses = ", ".join(listener_address(sock) for sock in self.listeners)
             log.info("listening on %s with %d worker(s) (master pid %d)", addresses,
                      self.num_workers, self.pid)
+            # Here, not earlier: a start-up error stays the one line on stderr.
+            log.info("%s", accelerators.summary())
 
     def _watch(self) -> None:
         """The watchdog: kill every worker whose heartbeat is older than --timeout."""

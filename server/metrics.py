@@ -72,6 +72,10 @@ class Metrics:
             f"{_PREFIX}ctxlocal_live_contexts",
             "Greenlets/threads holding at least one ctxlocal entry.",
             multiprocess_mode="livesum")
+        self.accelerators = Gauge(
+            f"{_PREFIX}accelerator_active",
+            "1 when every live worker runs this optional C accelerator, else 0 "
+            "(see server/accelerators.py).", ["name"], multiprocess_mode="livemin")
         self.worker_rss = Gauge(f"{_PREFIX}worker_rss_bytes", "Resident memory per worker.",
                                 ["pid"], multiprocess_mode="liveall")
         self._by_status: dict[int, Any] = {}
@@ -131,6 +135,11 @@ class Metrics:
             self.live_entries.labels(name).set(count)
         self.live_contexts.set(ctxlocal.live_contexts())
         self.worker_rss.labels(self._pid).set(_rss_bytes())
+
+    def set_accelerators(self, active: dict[str, bool]) -> None:
+        """Export which accelerators this worker runs (once, at boot)."""
+        for name, on in active.items():
+            self.accelerators.labels(name).set(int(on))
 
     def wsgi_endpoint(self, refresh: Callable[[], None]) -> Callable[..., Iterable[bytes]]:
         """The ``/metrics`` app: refresh this worker's gauges, collect every worker's."""

@@ -42,6 +42,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
+from . import accelerators
 from .config import Config
 from .context import ContextMiddleware
 from .handler import ConnectionHandler
@@ -240,6 +241,9 @@ class Worker:
             os._exit(code)
 
     def _boot(self) -> None:
+        # First: the app's import and every request run on the accelerated allocator
+        # (server.accelerators says why after the fork and not in the master).
+        accelerators.install_in_worker()
         self.pid = os.getpid()
         self.access_log.pid = self.pid
         self._stop = Event()
@@ -257,6 +261,7 @@ class Worker:
                     watch.kill()
         self.pool = Pool(self.cfg.worker_connections)
         self.metrics = Metrics()
+        self.metrics.set_accelerators(accelerators.active())
         self._start()
         self._sample()  # visible in /metrics from the first scrape on
         if self.cfg.block_warning:
