@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import local, server, supervision
+from bench import arena, local, server, supervision
 
 BENCHMARKS: dict[str, Callable[[str], int]] = {
     "local": local.main,
+    "arena": arena.main,
     "server": server.main,
     "supervision": supervision.main,
 }

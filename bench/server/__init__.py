@@ -8,7 +8,9 @@ How (design.md sections 4-5):
 
 * every server is started by this module on 127.0.0.1 (a free port), pinned to one core
   (``taskset -c 0``); ``wrk`` (one thread) is pinned to the other (``taskset -c 1``);
-* servers: ours (``python -m server --workers 1 --access-log off``), ``gunicorn -k gevent
+* servers: ours (``python -m server --workers 1 --access-log off``), the same with its C
+  accelerators off (``CTXSERVER_PURE_PYTHON=1 CTXLOCAL_PURE_PYTHON=1``: the pure-Python
+  path, what runs without a compiler), ``gunicorn -k gevent
   -w 1`` (default worker_connections), ``gevent.pywsgi`` with TCP_NODELAY
   (``bench/pywsgi_runner.py``), waitress with 4 threads (connection limit raised to 1000 so
   that 500 connections are served at all — its default is 100);

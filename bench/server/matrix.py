@@ -11,16 +11,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 
-SERVERS = ("ours", "gunicorn", "pywsgi", "waitress")
+SERVERS = ("ours", "ours-pure", "gunicorn", "pywsgi", "waitress")
 REFERENCE = "gunicorn"  # ratios are taken against gunicorn -k gevent
 LABELS = {
     "ours": "ours (python -m server)",
+    "ours-pure": "ours, pure Python (accelerators off)",
     "gunicorn": "gunicorn -k gevent",
     "pywsgi": "gevent.pywsgi + TCP_NODELAY",
     "waitress": "waitress, 4 threads",
 }
 ENDPOINTS = ("hello", "probe")
 APPS = {"hello": "bench.apps:hello", "probe": "server.probe:create_app()"}
+#: The environment that turns every C accelerator of ours off (the "ours-pure" rows).
+PURE_PYTHON_ENV = ("CTXSERVER_PURE_PYTHON=1", "CTXLOCAL_PURE_PYTHON=1")
 PROBE_TOKEN = "0123456789abcdef0123456789abcdef"
 PATHS = {"hello": "/", "probe": f"/probe/{PROBE_TOKEN}?yields=0"}
 HEADERS = {"hello": {}, "probe": {"X-Probe-Token": PROBE_TOKEN}}

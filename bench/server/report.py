@@ -123,7 +123,7 @@ def write_chart(path: Path, rows: Sequence[Row], memory: dict[str, Any] | None,
     panels = 3 if memory else 2
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8))
     width = 0.8 / max(len(servers), 1)
-    colors = {"ours": "#1f77b4", "gunicorn": "#d62728", "pywsgi": "#7f7f7f",
+    colors = {"ours": "#1f77b4", "ours-pure": "#9ecae1", "gunicorn": "#d62728", "pywsgi": "#7f7f7f",
               "waitress": "#2ca02c"}
     for ax, metric, label in ((axes[0], "rps", "requests/s (median)"),
                               (axes[1], "p99_ms", "p99 latency, ms (median, log)")):

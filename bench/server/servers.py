@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.server.matrix import HEADERS, PATHS, PROBE_TOKEN, ROOT
+from bench.server.matrix import HEADERS, PATHS, PROBE_TOKEN, PURE_PYTHON_ENV, ROOT
 from loadtests import procs
 from loadtests.probe_check import check_probe_body, failure_message
 
@@ -33,6 +33,9 @@ def server_command(server: str, app: str, port: int, *, memory_test: bool = Fals
         if memory_test:
             command += ["--keep-alive", "3600", "--worker-connections", "12000"]
         return [*command, app]
+    if server == "ours-pure":  # the same server with its C accelerators off
+        return ["env", *PURE_PYTHON_ENV,
+                *server_command("ours", app, port, memory_test=memory_test, python=python)]
     if server == "gunicorn":
         command = [python, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", bind,
                    "--log-level", "warning"]
