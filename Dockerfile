@@ -9,6 +9,29 @@
 # The base may be the real python:3.11-slim (python at /usr/local/bin) or the offline
 # stand-in of scripts/build-base-image.sh (Debian's python3 at /usr/bin): `python3 -m venv`
 # works on both, and everything after it uses /opt/venv/bin.
+#
+# Two stages: `builder` (python:3.11, which has a C compiler and Python's headers; offline:
+# `scripts/build-base-image.sh --builder`) compiles the optional C accelerators
+# (ctxlocal/_speedups.c, server/_arena.c); the runtime stage stays slim (no compiler) and
+# copies only the two built modules. `python -m server` names them at start-up
+# ("accelerators: arena_cache on ...") and /metrics has ctxserver_accelerator_active.
+
+# ---------------------------------------------------------------- builder
+FROM python:3.11 AS builder
+
+# setup.py alone (no pyproject.toml, no package install): it only builds the extensions in
+# place. optional=True there would turn a failed build into a warning, so the import
+# check after it is what fails this stage when they did not build.
+WORKDIR /src
+COPY setup.py setup.py
+COPY ctxlocal/_speedups.c ctxlocal/_speedups.c
+COPY server/_arena.c server/_arena.c
+RUN python3 -m venv /opt/build \
+    && /opt/build/bin/python setup.py -q build_ext --inplace \
+    && /opt/build/bin/python -c "import ctxlocal._speedups, server._arena" \
+    && rm -rf build
+
+# ---------------------------------------------------------------- runtime
 FROM python:3.11-slim
 
 # Package index settings for pip, passed with --build-arg (scripts/test-docker.sh passes the
@@ -46,6 +69,11 @@ COPY ctxlocal/ ctxlocal/
 COPY server/ server/
 COPY loadtests/ loadtests/
 COPY docker/healthcheck.py docker/healthcheck.py
+# The accelerators built above, for this image's Python (the work tree's own builds are in
+# .dockerignore: they are for the host's Python). Both must import here, or the build fails.
+COPY --from=builder /src/ctxlocal/_speedups*.so ctxlocal/
+COPY --from=builder /src/server/_arena*.so server/
+RUN python -c "import ctxlocal._speedups, server._arena"
 
 # Code and venv stay owned by root: the server only needs /tmp (its metrics directory).
 # Numeric, so runAsNonRoot-style checks can verify it without the image's /etc/passwd.

@@ -7,6 +7,11 @@
 #   sudo bash scripts/build-base-image.sh                    # tags python:3.11-slim
 #   sudo bash scripts/build-base-image.sh my/base:tag        # another tag
 #   sudo FORCE=1 bash scripts/build-base-image.sh            # rebuild even if the tag exists
+#   sudo bash scripts/build-base-image.sh --builder          # tags python:3.11 (see below)
+#
+# --builder: the stand-in for the Dockerfile's builder stage (python:3.11, the image with a
+# C compiler): the same, plus gcc, libc6-dev, python3-dev (Python's headers), which compile
+# the optional C accelerators. Default tag python:3.11.
 #
 # The host's CA certificates are added to the image's trust store (update-ca-certificates),
 # so pip in `docker build` works behind the same TLS-intercepting proxy as the host does.
@@ -18,9 +23,16 @@
 # in a temporary directory that is always removed.
 set -Eeuo pipefail
 
-TAG=${1:-python:3.11-slim}
+VARIANT=runtime
+if [[ ${1:-} == --builder ]]; then VARIANT=builder; shift; fi
 SUITE=${DEBIAN_SUITE:-bookworm}
 PACKAGES=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
+if [[ $VARIANT == builder ]]; then
+    TAG=${1:-python:3.11}
+    PACKAGES+=,gcc,libc6-dev,python3-dev
+else
+    TAG=${1:-python:3.11-slim}
+fi
 
 log() { printf 'build-base-image: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -138,7 +150,7 @@ tar --numeric-owner --one-file-system -C "$ROOTFS" \
     --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' --exclude='./debootstrap' \
     -cf - . \
   | docker import \
-      --message "ctxserver offline stand-in for python:3.11-slim: debootstrap $SUITE + Debian python3" \
+      --message "ctxserver offline stand-in ($VARIANT) for $TAG: debootstrap $SUITE + Debian python3" \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV LANG=C.UTF-8' \
       --change 'CMD ["python3"]' \
@@ -147,4 +159,9 @@ tar --numeric-owner --one-file-system -C "$ROOTFS" \
 docker run --rm --network none "$TAG" python3 -c \
     'import ensurepip, ssl, sys, venv; print("python", sys.version.split()[0], ssl.OPENSSL_VERSION)' \
     | sed 's/^/build-base-image: image check: /' >&2
+if [[ $VARIANT == builder ]]; then
+    docker run --rm --network none "$TAG" sh -c \
+        'gcc --version | head -n 1 && test -f "$(python3 -c "import sysconfig; print(sysconfig.get_paths()[\"include\"])")/Python.h" && echo Python.h present' \
+        | sed 's/^/build-base-image: image check: /' >&2
+fi
 log "done: $TAG ($(docker image inspect -f '{{.Size}}' "$TAG" | awk '{ printf "%.0f MB", $1 / 1e6 }')) in $((SECONDS - started)) s"

@@ -16,15 +16,17 @@
 #  2. starts dockerd in the background when no daemon answers (no systemd here); it records the
 #     host's network state first, and `make down` stops that daemon again and restores the state
 #     (ip_forward, iptables tables, bridges), as `make test-docker` does;
-#  3. gets the base image python:3.11-slim: kept if the daemon has it, pulled if a registry
-#     answers, else built offline from the Debian mirror (scripts/build-base-image.sh);
+#  3. gets the base images python:3.11-slim and python:3.11 (the builder stage's): kept if
+#     the daemon has them, pulled if a registry answers, else built offline from the Debian
+#     mirror (scripts/build-base-image.sh, --builder for the second);
 #  4. builds the image (the classic builder when the engine has no buildx) with the host's pip
 #     index, certificate and proxy settings.
 # The published ports are bound to 127.0.0.1 (the locust UI has no authentication):
 # APP_BIND=0.0.0.0 / LOCUST_BIND=0.0.0.0 widen them; APP_PORT / LOCUST_WEB_PORT move them.
 #
 # Settings (environment): COMPOSE_UP_STATE (where a started daemon is recorded; default
-# /run/ctxserver-compose), DOCKER_DATA_ROOT (its storage; default /var/lib/docker), BASE_IMAGE.
+# /run/ctxserver-compose), DOCKER_DATA_ROOT (its storage; default /var/lib/docker), BASE_IMAGE,
+# BUILDER_IMAGE.
 # Installing and starting a daemon need root; on a working Docker host nothing does.
 set -Eeuo pipefail
 
@@ -34,6 +36,7 @@ shift || true
 [[ $ACTION == up || $ACTION == down ]] || { echo "usage: $0 up|down [COMPOSE ARGS...]" >&2; exit 2; }
 
 BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
+BUILDER_IMAGE=${BUILDER_IMAGE:-python:3.11}  # the Dockerfile's builder stage (a C compiler)
 if [[ $(id -u) -eq 0 ]]; then DEFAULT_STATE=/run/ctxserver-compose
 else DEFAULT_STATE=${XDG_RUNTIME_DIR:-/tmp}/ctxserver-compose-$(id -u); fi
 DOCKER_STATE=${COMPOSE_UP_STATE:-$DEFAULT_STATE}
@@ -67,6 +70,7 @@ up() {
         log "dockerd (pid $DOCKERD_PID) keeps running after this; 'make down' stops it"
     fi
     ensure_base_image "$BASE_IMAGE"
+    ensure_base_image "$BUILDER_IMAGE" --builder
     # Debian's engine has no buildx; the Dockerfile builds with the classic builder too.
     docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
     pip_build_args

@@ -196,15 +196,18 @@ stop_daemon() {
 
 # ---------------------------------------------------------------- the base image
 # Kept if the daemon has it, pulled if a registry answers, else built offline from Debian.
+# ensure_base_image IMAGE [--builder]: --builder builds the offline stand-in with a C
+# compiler and Python's headers (the Dockerfile's builder stage).
 ensure_base_image() {
-    local image=$1
+    local image=$1 variant=()
+    [[ ${2:-} != --builder ]] || variant=(--builder)
     if docker image inspect "$image" >/dev/null 2>&1; then
         log "base image $image is in the daemon: $(docker image inspect -f '{{.Comment}}' "$image" | cut -c1-80)"
     elif step "$DOCKER_STATE/pull.log" timeout 120 docker pull "$image"; then
         log "pulled $image"
     else
         log "cannot pull $image ($(tail -n 1 "$DOCKER_STATE/pull.log" | cut -c1-120)); building it offline"
-        step - bash "$ROOT/scripts/build-base-image.sh" "$image"
+        step - bash "$ROOT/scripts/build-base-image.sh" "${variant[@]}" "$image"
     fi
 }
 

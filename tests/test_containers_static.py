@@ -89,24 +89,62 @@ def test_shell_scripts_parse() -> None:
 
 # ---------------------------------------------------------------- the Dockerfile
 
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's instructions by stage: ``builder`` and the unnamed last one,
+    ``runtime``."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, args in dockerfile_instructions():
+        if keyword == "FROM":
+            words = args.split()
+            name = words[-1] if len(words) == 3 and words[1].lower() == "as" else "runtime"
+            current = out.setdefault(name, [])
+        current.append((keyword, args))
+    return out
+
+
 def test_dockerfile_builds_on_python_slim_into_a_venv_without_buildkit_only_syntax() -> None:
-    instructions = dockerfile_instructions()
-    froms = [args.split()[0] for kw, args in instructions if kw == "FROM"]
-    assert froms and froms[0] == "python:3.11-slim"
-    stages = {args.split()[-1] for kw, args in instructions
-              if kw == "FROM" and " as " in args.lower()}
-    assert all(image == "python:3.11-slim" or image in stages for image in froms)
+    by_stage = stages()
+    assert list(by_stage) == ["builder", "runtime"]
+    assert by_stage["builder"][0] == ("FROM", "python:3.11 AS builder")
+    assert by_stage["runtime"][0] == ("FROM", "python:3.11-slim")
     text = DOCKERFILE.read_text()
     # The classic builder (DOCKER_BUILDKIT=0) knows none of these.
     assert not re.search(r"^\s*RUN\s+--mount", text, re.M)
     assert not re.search(r"<<-?\s*['\"]?[A-Z]", text), "heredoc"
     assert not re.search(r"^\s*(COPY|ADD)\s+[^\n]*--(chmod|link|parents|exclude)", text, re.M)
     assert not text.startswith("# syntax=")
-    runs = " ".join(args for kw, args in instructions if kw == "RUN")
+    runs = " ".join(args for kw, args in by_stage["runtime"] if kw == "RUN")
     assert "python3 -m venv /opt/venv" in runs
     assert "-r /tmp/requirements.txt" in runs and "--no-cache-dir" in runs
-    assert "--only-binary=:all:" in runs  # no compiler needed, none installed
+    assert "--only-binary=:all:" in runs  # no compiler needed in the runtime, none installed
     assert not re.search(r"apt-get install|build-essential|gcc", runs)
+
+
+def test_the_builder_stage_compiles_both_accelerators_and_the_runtime_imports_them() -> None:
+    """The image runs the C accelerators: built by the builder stage (which fails when
+    they do not import there), copied as the only things from it, imported again in the
+    runtime stage; the work tree's own builds never enter the context."""
+    by_stage = stages()
+    builder_runs = " ".join(args for kw, args in by_stage["builder"] if kw == "RUN")
+    assert "setup.py -q build_ext --inplace" in builder_runs
+    assert 'import ctxlocal._speedups, server._arena' in builder_runs
+    built = [args for kw, args in by_stage["builder"] if kw == "COPY"]
+    assert {args.split()[0] for args in built} == {
+        "setup.py", "ctxlocal/_speedups.c", "server/_arena.c"}
+    from_builder = [args.split()[1:] for kw, args in by_stage["runtime"]
+                    if kw == "COPY" and args.startswith("--from=builder ")]
+    assert from_builder == [["/src/ctxlocal/_speedups*.so", "ctxlocal/"],
+                            ["/src/server/_arena*.so", "server/"]]
+    runtime_runs = [args for kw, args in by_stage["runtime"] if kw == "RUN"]
+    assert 'python -c "import ctxlocal._speedups, server._arena"' in runtime_runs
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "ctxlocal/*.so" in ignored and "server/*.so" in ignored
+    assert "--builder" in (ROOT / "scripts" / "build-base-image.sh").read_text()
+    for script in ("test-docker.sh", "compose-up.sh"):
+        text = (ROOT / "scripts" / script).read_text()
+        assert 'ensure_base_image "$BUILDER_IMAGE" --builder' in text, script
+    assert "ctxserver_accelerator_active" in (ROOT / "scripts" / "test-docker.sh").read_text()
 
 
 def test_dockerfile_runtime_contract() -> None:
@@ -132,7 +170,7 @@ def test_dockerignore_keeps_out_local_state_but_not_what_is_copied() -> None:
     for needed in (".venv", ".git", "reports", "**/__pycache__", ".pytest_cache"):
         assert needed in patterns
     copied = [args.split()[0].rstrip("/") for kw, args in dockerfile_instructions()
-              if kw == "COPY"]
+              if kw == "COPY" and not args.startswith("--from=")]
     for source in copied:
         top = source.split("/")[0]
         assert top not in patterns and source not in patterns, f"{source} is ignored"
