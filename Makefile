@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# `make run` needs only the runtime set (requirements.txt); `make test` the dev set on top.
+RUN_STAMP := $(VENV)/.installed-runtime
 
 ARGS ?=
 
@@ -19,7 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	@touch $(STAMP)
+	@touch $(STAMP) $(RUN_STAMP)
+
+$(RUN_STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(RUN_STAMP)
 
 venv: $(STAMP)
 
@@ -28,7 +35,7 @@ venv: $(STAMP)
 speedups: $(STAMP)
 	-@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -e _BetaConfiguration -e 'warnings.warn(msg' || true
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m server $(ARGS)
 
 test: $(STAMP) speedups

@@ -47,8 +47,9 @@ from gevent.select import select
 
 from . import accelerators
 from .config import Config, fail
+from .hooks import HookError, Hooks
 from .liveness import BOOT_ERROR, WorkerState, WorkerStatus
-from .logs import AccessLog
+from .logs import AccessLog, reopen_error_log
 from .metrics import mark_worker_dead
 from .signals import IGNORED, quiet_fork_window, signal_name
 from .sockets import bind_listener, close_listener, describe_bind_error, listener_address
@@ -69,6 +70,8 @@ KILL_GRACE = 1.0
 FAST_GRACE = 1.0
 #: The master's longest sleep: nothing it waits for is signalled otherwise.
 TICK = 1.0
+#: With a ``worker_abort`` hook: seconds a timed-out worker gets to run it before SIGKILL.
+ABORT_GRACE = 1.0
 
 
 class ExitKind(Enum):
@@ -138,6 +141,7 @@ class Arbiter:
     def __init__(self, cfg: Config, app: Any, access_log: AccessLog) -> None:
         self.cfg = cfg
         self.log = log
+        self.hooks = Hooks(cfg.hooks, log)
         self.app = app  # None unless --preload
         self.access_log = access_log
         self.pid = os.getpid()
@@ -231,6 +235,7 @@ class Arbiter:
         self._fast = True
 
     def reload(self) -> None:
+        self.hooks("on_reload", self)
         self.generation += 1
         old = sum(1 for r in self.workers.values() if r.leaving is None)
         log.info("reload: starting %d new worker(s); the %d running one(s) drain once the new "
@@ -238,10 +243,16 @@ class Arbiter:
 
     def reopen_logs(self) -> None:
         try:
+            reopen_error_log()
+        except OSError as exc:
+            log.error("cannot reopen the error log %r: %s", self.cfg.error_log,
+                      exc.strerror or exc)
+        try:
             self.access_log.reopen()
         except OSError as exc:
             log.error("cannot reopen the access log %r: %s", self.access_log.path,
                       exc.strerror or exc)
+        log.info("USR1: logs reopened; the workers reopen theirs")
         self._signal_workers(signal.SIGUSR1, list(self.workers))
 
     def refuse_upgrade(self) -> None:
@@ -251,6 +262,7 @@ class Arbiter:
     def add_worker(self) -> None:
         self.num_workers += 1
         log.info("TTIN: %d worker(s) wanted", self.num_workers)
+        self.hooks("nworkers_changed", self, self.num_workers, self.num_workers - 1)
 
     def remove_worker(self) -> None:
         if self.num_workers <= 1:
@@ -258,6 +270,7 @@ class Arbiter:
             return
         self.num_workers -= 1
         log.info("TTOU: %d worker(s) wanted", self.num_workers)
+        self.hooks("nworkers_changed", self, self.num_workers, self.num_workers + 1)
 
     def ignore(self) -> None:
         pass
@@ -273,7 +286,8 @@ class Arbiter:
         worker = Worker(age=self.worker_age, ppid=self.pid, listeners=self.listeners,
                         app=self.app, cfg=self.cfg, access_log=self.access_log,
                         status=WorkerStatus(self.cfg.worker_connections), dump=dump,
-                        wake_fd=self._wake_w, max_requests=limit)
+                        wake_fd=self._wake_w, max_requests=limit, server=self)
+        self.hooks("pre_fork", self, worker)
         with quiet_fork_window():
             pid = os.fork()
             if pid == 0:  # the child: never returns
@@ -289,6 +303,8 @@ class Arbiter:
             with contextlib.suppress(Exception):
                 sibling.close()
         os.close(self._wake_r)  # the master's end of the wake-up pipe
+        worker.pid = os.getpid()
+        self.hooks("post_fork", self, worker)
         worker.run()
 
     def _signal_workers(self, signum: int, pids: list[int]) -> None:
@@ -322,6 +338,7 @@ class Arbiter:
             finally:
                 record.close()
                 _mark_dead(pid)
+                self.hooks("child_exit", self, record.worker)
 
     def _exited(self, record: WorkerProcess, code: int) -> None:
         kind = classify_exit(record, code)
@@ -405,7 +422,11 @@ class Arbiter:
         booting = record.status.state() is WorkerState.BOOTING
         in_flight = record.status.in_flight()
         stack = collect_stack(record.pid, record.worker.dump)
-        self._signal_workers(signal.SIGKILL, [record.pid])
+        if "worker_abort" in self.hooks:  # it runs the hook after its stack, then exits
+            record.leaving = "timed out, running worker_abort"
+            record.kill_at, record.grace = monotonic() + ABORT_GRACE, ABORT_GRACE
+        else:
+            self._signal_workers(signal.SIGKILL, [record.pid])
         log.critical(timeout_report(record.pid, silent, self.cfg.timeout, booting, in_flight,
                                     stack, monotonic()))
 
@@ -464,7 +485,37 @@ class Arbiter:
 
     # -- main loop --------------------------------------------------------------------------
     def run(self) -> int:
+        try:
+            self.hooks.fatal("on_starting", self)
+        except HookError as exc:
+            fail(str(exc))
+        self._write_pidfile()
+        try:
+            return self._run()
+        finally:
+            self._remove_pidfile()
+
+    def _write_pidfile(self) -> None:
+        if not self.cfg.pid:
+            return
+        try:
+            with open(self.cfg.pid, "w", encoding="ascii") as file:
+                file.write(f"{self.pid}\n")
+        except OSError as exc:
+            fail(f"cannot write pid file {self.cfg.pid!r}: {exc.strerror or exc}")
+
+    def _remove_pidfile(self) -> None:
+        if self.cfg.pid and os.getpid() == self.pid:
+            with contextlib.suppress(OSError):
+                os.unlink(self.cfg.pid)
+
+    def _run(self) -> int:
         self.bind()
+        try:
+            self.hooks.fatal("when_ready", self)
+        except HookError as exc:
+            self.close_listeners()
+            fail(str(exc))
         self._install_signals()
         try:
             self._maintain()
@@ -482,6 +533,7 @@ class Arbiter:
             self._shutdown()
         finally:
             self.close_listeners()
+        self.hooks("on_exit", self)
         if self._fatal is not None:
             sys.stderr.write(f"server: error: {self._fatal}\n")
             sys.stderr.flush()

@@ -1,11 +1,13 @@
-"""``python -m server``: parse settings, check the gevent patch, prepare the master, run.
+"""``ctxserver`` / ``python -m server``: parse settings, check the patch, prepare the master, run.
 
 Imported by ``server/__main__.py`` only *after* ``gevent.monkey.patch_all()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -13,7 +15,8 @@ from collections.abc import Sequence
 import gevent
 from gevent import monkey
 
-from .config import ConfigError, fail, gunicorn_table, load_config, markdown_table
+from .config import Config, ConfigError, fail, load_config
+from .config_docs import gunicorn_table, markdown_table, resolved_config
 from .loader import AppLoadError, load_configured_app
 from .logs import AccessLog, configure_logging, open_access_log
 from .metrics_dir import metrics_directory
@@ -37,9 +40,56 @@ def verify_patched() -> None:
         fail("threading.local is shared between greenlets; the gevent patch did not take")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _apply_environment(config: Config) -> None:
+    """``--env KEY=VALUE`` and ``--chdir``: before the app is imported (gunicorn's order)."""
+    for pair in config.env:
+        key, _, value = pair.partition("=")
+        os.environ[key.strip()] = value
+    if config.chdir:
+        os.chdir(config.chdir)
+        sys.path.insert(0, config.chdir)  # ``app:module`` is found there, as gunicorn does
+
+
+def _open_logs(config: Config) -> AccessLog:
     try:
-        config, args = load_config(argv)
+        configure_logging(config.log_level, config.log_format, config.error_log,
+                          config.capture_output and config.error_log != "-")
+    except OSError as exc:
+        fail(f"cannot open error log {config.error_log!r}: {exc.strerror or exc}")
+    try:
+        stream = open_access_log(config.access_log)
+    except OSError as exc:
+        fail(f"cannot open access log {config.access_log!r}: {exc.strerror or exc}")
+    path = config.access_log if config.access_log not in ("-", "off") else None
+    return AccessLog(stream, config.log_format, path, config.access_log_format)
+
+
+def _give_to_workers(config: Config, paths: list[str | None]) -> None:
+    """With --user/--group the workers must still write the metrics and reopen the logs."""
+    if config.user is None and config.group is None:
+        return
+    for path in paths:
+        if path:
+            with contextlib.suppress(OSError):
+                os.chown(path, -1 if config.user is None else config.user,
+                         -1 if config.group is None else config.group)
+
+
+def _check_config(config: Config) -> int:
+    """--check-config: the config loaded (or we would not be here); now the app."""
+    try:
+        load_configured_app(config.app, unsafe_probe=config.unsafe_probe)
+    except AppLoadError as exc:
+        fail(str(exc))
+    print(f"config OK: app {config.app or 'reference app'}, config file "
+          f"{config.config or 'none'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings: list[str] = []
+    try:
+        config, args = load_config(argv, warn=warnings.append)
     except ConfigError as exc:
         fail(str(exc))
     if args.print_config_table:
@@ -48,21 +98,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_gunicorn_table:
         print(gunicorn_table())
         return 0
-    configure_logging(config.log_level, config.log_format)
+    if args.print_config:
+        print(resolved_config(config))
+        return 0
+    _apply_environment(config)
+    access_log = _open_logs(config)
+    for line in warnings:
+        log.warning("%s", line)
+    if config.access_log_format and config.log_format == "json":
+        log.warning("--access-log-format applies to text logs; the JSON access log keeps "
+                    "its fields")
     verify_patched()
-    try:
-        stream = open_access_log(config.access_log)
-    except OSError as exc:
-        fail(f"cannot open access log {config.access_log!r}: {exc.strerror or exc}")
-    path = config.access_log if config.access_log not in ("-", "off") else None
-    access_log = AccessLog(stream, config.log_format, path)
+    if args.check_config:
+        return _check_config(config)
     if config.unsafe_probe:
         log.warning("--unsafe-probe: the negative-control endpoint /unsafe/probe/<token> is "
                     "mounted; it leaks across requests ON PURPOSE. Never use it in production.")
     # prometheus-client picks its storage when first imported, from the directory's
     # environment variable: it must be set before the arbiter (which imports our metrics)
     # and before a preloaded app (which may import prometheus-client itself).
-    with metrics_directory():
+    with metrics_directory() as metrics_path:
+        _give_to_workers(config, [metrics_path, access_log.path,
+                                  None if config.error_log == "-" else config.error_log])
         app = None
         if config.preload:
             try:

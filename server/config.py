@@ -1,104 +1,33 @@
-"""Every setting declared once → CLI flag, ``SERVER_*`` environment variable, README table.
+"""Every setting declared once → CLI flags (ours, the short one, gunicorn's), ``SERVER_*``
+environment variable, config-file names (ours and gunicorn's), README tables.
 
-Precedence: built-in default < environment variable < command-line flag.  A bad value,
-from either source, is a one-line error and exit code 2 (see :class:`ConfigError`).
-``python -m server --print-config-table`` prints the Markdown table the README quotes.
+Precedence: default < ``PORT`` / ``WEB_CONCURRENCY`` < config file < environment variable
+< command-line flag.  A bad value, from any source, is a one-line error naming the source,
+and exit code 2 (see :class:`ConfigError`).  The tables the README quotes are made in
+:mod:`server.config_docs`; value parsers are in :mod:`server.setting_types`; reading the
+config file is :mod:`server.config_file`.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from . import setting_types as parse_as
+from .config_file import AUTO_CONFIG, ConfigFileError, FileSettings, read_config_file
 from .http.limits import Limits
 
-__all__ = ["GUNICORN_ONLY", "SETTINGS", "Config", "ConfigError", "gunicorn_table",
-           "load_config", "markdown_table"]
+__all__ = ["COMMANDS", "SETTINGS", "Config", "ConfigError", "Setting", "fail", "load_config",
+           "shown_default"]
 
 
 class ConfigError(Exception):
     """A bad setting: reported as ``server: error: <message>`` and exit code 2."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be >= 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError("must be a finite number >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise ValueError("must be > 0")
-    return value
-
-
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be one of 1/0, true/false, yes/no, on/off")
-
-
-def _bind(text: str) -> str:
-    """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` (all interfaces) or ``unix:PATH``."""
-    if text.startswith("unix:"):
-        if not text[5:]:
-            raise ValueError("unix: needs a path")
-        return text
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        raise ValueError("expected HOST:PORT or unix:PATH")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"bad port {port!r}")
-    if host.startswith("[") != host.endswith("]"):
-        raise ValueError(f"bad IPv6 host {host!r}")
-    return text
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        lowered = text.lower()
-        if lowered not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return lowered
-    return parse
-
-
-def _umask(text: str) -> int:
-    """gunicorn's ``--umask``: ``int(text, 0)``, with a leading ``0`` meaning octal (``022``)."""
-    value = int("0o" + text[1:], 0) if len(text) > 1 and text[0] == "0" and text[1].isdigit() \
-        else int(text, 0)
-    if not 0 <= value <= 0o777:
-        raise ValueError("must be between 0 and 0o777")
-    return value
-
-
-def _path_or_off(text: str) -> str:
-    if not text:
-        raise ValueError("must be -, off, or a file path")
-    return text
 
 
 @dataclass(frozen=True)
@@ -111,21 +40,44 @@ class Setting:
     help: str
     metavar: str = ""
     repeatable: bool = False
-    flag_only: bool = False
     is_flag: bool = False
-    #: gunicorn's flag for the same setting ("" if gunicorn has none), and how we differ
-    #: ("" when name, meaning and default are the same): the README's "coming from
-    #: gunicorn" table is made of these.
+    #: gunicorn's short flag for it, which we accept too (``-b``, ``-w``...).
+    short: str = ""
+    #: gunicorn's flag(s) for the same setting ("" if gunicorn has none; accepted as aliases
+    #: of ours), and how we differ ("" when name, meaning and default are the same): the
+    #: README's "coming from gunicorn" table is made of these.
     gunicorn: str = ""
     vs_gunicorn: str = ""
+    #: gunicorn's name for it in a config file (``keepalive``, ``preload_app``) when that is
+    #: not ours: a gunicorn.conf.py naming it sets this setting (see :attr:`file_names`).
+    gunicorn_name: str = ""
+    #: False for the settings that choose the config file itself (it cannot set them).
+    in_file: bool = True
+    #: How the README shows the default, when ``str(default)`` would not say it.
+    shown_default: str = ""
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
     @property
+    def flags(self) -> tuple[str, ...]:
+        """Every flag that sets it: ours, the short one, gunicorn's spellings."""
+        theirs = [f.strip() for f in self.gunicorn.split(",") if f.strip()]
+        found = [self.flag, *([self.short] if self.short else []), *theirs]
+        return tuple(dict.fromkeys(found))
+
+    @property
     def env(self) -> str:
         return "SERVER_" + self.name.upper()
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        """The names a config file may give it: ours and gunicorn's."""
+        if not self.in_file:
+            return ()
+        return tuple(dict.fromkeys([self.name, *([self.gunicorn_name] if self.gunicorn_name
+                                                 else [])]))
 
 
 #: The protocol limits' defaults are the HTTP layer's own (server/http/limits.py), so that
@@ -133,102 +85,155 @@ class Setting:
 _LIMITS = Limits()
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("bind", _bind, ("127.0.0.1:8000",),
+    Setting("bind", parse_as.bind, ("127.0.0.1:8000",),
             "Address to listen on: HOST:PORT, [IPV6]:PORT, :PORT or unix:PATH. Repeatable; "
             "in the environment, separate several with commas. Port 0 picks a free port "
             "(the log says which).",
-            metavar="ADDRESS", repeatable=True, gunicorn="-b, --bind",
+            metavar="ADDRESS", repeatable=True, short="-b", gunicorn="-b, --bind",
+            shown_default="127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set",
             vs_gunicorn="a port is required (gunicorn reads a bare HOST as HOST:8000); no "
                         "fd://N"),
-    Setting("workers", _positive_int, 1,
+    Setting("workers", parse_as.positive_int, 1,
             "Number of pre-forked worker processes. The master supervises them and restarts "
             "one that dies (with backoff while they keep crashing); TTIN/TTOU add or "
-            "remove one.", metavar="N", gunicorn="-w, --workers"),
-    Setting("worker_connections", _positive_int, 1000,
+            "remove one.", metavar="N", short="-w", gunicorn="-w, --workers",
+            shown_default="1, or $WEB_CONCURRENCY when set"),
+    Setting("worker_class", parse_as.worker_class, "gevent",
+            "Worker type: only gevent (with a greenlet of its own for every request).",
+            metavar="gevent", short="-k", gunicorn="-k, --worker-class",
+            vs_gunicorn="only gevent; and each request gets a greenlet of its own (`-k "
+                        "gevent` runs all requests of a connection in one, so "
+                        "greenlet-keyed data leaks into the next request)"),
+    Setting("worker_connections", parse_as.positive_int, 1000,
             "Concurrent connections per worker (bounded greenlet pool); further connections "
             "wait in the listen backlog.", metavar="N", gunicorn="--worker-connections"),
-    Setting("backlog", _positive_int, 2048, "Listen backlog of each socket.", metavar="N",
+    Setting("backlog", parse_as.positive_int, 2048, "Listen backlog of each socket.", metavar="N",
             gunicorn="--backlog"),
-    Setting("keep_alive", _non_negative_float, _LIMITS.keep_alive,
+    Setting("keep_alive", parse_as.non_negative_float, _LIMITS.keep_alive,
             "Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
-            metavar="SECONDS", gunicorn="--keep-alive",
+            metavar="SECONDS", gunicorn="--keep-alive", gunicorn_name="keepalive",
             vs_gunicorn="default 5 s (gunicorn: 2 s)"),
-    Setting("read_timeout", _positive_float, _LIMITS.header_timeout,
+    Setting("read_timeout", parse_as.positive_float, _LIMITS.header_timeout,
             "Seconds a client has to send a complete request head, and for each read of a "
             "request body to make progress (defeats slowloris).", metavar="SECONDS",
             vs_gunicorn="gunicorn's gevent worker has none: a client that sends its request "
                         "slowly holds a connection for as long as it likes"),
-    Setting("timeout", _non_negative_float, 30.0,
+    Setting("timeout", parse_as.non_negative_float, 30.0,
             "Watchdog: a worker whose event loop has been blocked this long (a CPU loop, a "
             "blocking C call) is killed and replaced at once; the log shows the stack of "
             "what blocked it and the request ids it had in flight. Also bounds a worker's "
             "boot (importing the app). 0 disables.", metavar="SECONDS",
-            gunicorn="-t, --timeout",
+            short="-t", gunicorn="-t, --timeout",
             vs_gunicorn="same meaning; before the kill the master logs the blocking stack "
                         "and the request ids in flight"),
-    Setting("block_warning", _non_negative_float, 0.0,
+    Setting("block_warning", parse_as.non_negative_float, 0.0,
             "Early warning: log the stack of any greenlet that blocks the event loop longer "
             "than this, without killing anything (gevent's monitor thread; it traces "
             "greenlet switches, which costs some throughput). 0 disables.",
             metavar="SECONDS"),
-    Setting("graceful_timeout", _non_negative_float, 30.0,
+    Setting("graceful_timeout", parse_as.non_negative_float, 30.0,
             "On TERM/INT/HUP, TTOU and recycling: seconds in-flight requests get to finish. "
             "A worker still alive 1 s after that is killed (SIGKILL).", metavar="SECONDS",
             gunicorn="--graceful-timeout",
             vs_gunicorn="also enforced by the master for old workers after HUP, TTOU and "
                         "--max-requests (gunicorn: only at shutdown)"),
-    Setting("max_requests", _non_negative_int, 0,
+    Setting("max_requests", parse_as.non_negative_int, 0,
             "Recycle a worker after this many requests (0 = never): a successor is started "
             "first, then the old worker drains, answering keep-alive clients with "
             "Connection: close so they move on.", metavar="N", gunicorn="--max-requests",
             vs_gunicorn="the successor is ready before the old worker stops accepting, and "
                         "kept-alive clients are told Connection: close (gunicorn's gevent "
                         "worker keeps serving them past the limit)"),
-    Setting("max_requests_jitter", _non_negative_int, 0,
+    Setting("max_requests_jitter", parse_as.non_negative_int, 0,
             "Add randint(0, N) to --max-requests per worker, so workers do not all recycle "
             "at once.", metavar="N", gunicorn="--max-requests-jitter"),
-    Setting("preload", _bool, False,
+    Setting("preload", parse_as.bool, False,
             "Import the app once in the master before forking (less memory, faster boot) "
             "instead of in each worker. Then HUP does not load new code, and whatever the "
             "app opens at import (database connections) is shared by every worker.",
-            is_flag=True, gunicorn="--preload"),
-    Setting("umask", _umask, 0,
+            is_flag=True, gunicorn="--preload", gunicorn_name="preload_app"),
+    Setting("umask", parse_as.umask, 0,
             "Bit mask for the mode of unix socket files (0 = mode 0777: a front-end running "
             "as another user can connect; 007 = owner and group only). Accepts 0o22, "
-            "022, 18, 0x12.", metavar="MASK", gunicorn="-m, --umask",
+            "022, 18, 0x12.", metavar="MASK", short="-m", gunicorn="-m, --umask",
             vs_gunicorn="applies to unix socket files only (there are no other files)"),
-    Setting("max_request_line", _positive_int, _LIMITS.max_request_line,
+    Setting("max_request_line", parse_as.positive_int, _LIMITS.max_request_line,
             "Longest request line (method, URI, version) in bytes; longer gets 414.",
             metavar="BYTES", gunicorn="--limit-request-line",
+            gunicorn_name="limit_request_line",
             vs_gunicorn="default 8190 (gunicorn: 4094)"),
-    Setting("max_header_size", _positive_int, _LIMITS.max_header_size,
+    Setting("max_header_size", parse_as.positive_int, _LIMITS.max_header_size,
             "Largest request header block in bytes; larger gets 431.", metavar="BYTES",
-            gunicorn="--limit-request-field_size",
+            gunicorn="--limit-request-field_size", gunicorn_name="limit_request_field_size",
             vs_gunicorn="limits the whole header block (gunicorn: each field, 8190)"),
-    Setting("max_header_count", _positive_int, _LIMITS.max_header_count,
+    Setting("max_header_count", parse_as.positive_int, _LIMITS.max_header_count,
             "Most request header fields; more gets 431.", metavar="N",
-            gunicorn="--limit-request-fields"),
-    Setting("max_body_size", _non_negative_int, _LIMITS.max_body_size,
+            gunicorn="--limit-request-fields", gunicorn_name="limit_request_fields"),
+    Setting("max_body_size", parse_as.non_negative_int, _LIMITS.max_body_size,
             "Largest request body in bytes (0 = unlimited); larger gets 413 without the body "
             "being read.", metavar="BYTES",
             vs_gunicorn="gunicorn has no limit"),
-    Setting("access_log", _path_or_off, "off",
-            "Access log: '-' for stdout, a file path, or 'off'. USR1 reopens the file.",
-            metavar="-|PATH|off", gunicorn="--access-logfile",
-            vs_gunicorn="a fixed format with the request id (text or json)"),
-    Setting("log_level", _choice("debug", "info", "warning", "error", "critical"), "info",
-            "Error log level (the error log goes to stderr).", metavar="LEVEL",
-            gunicorn="--log-level"),
-    Setting("log_format", _choice("text", "json"), "text",
+    Setting("access_log", parse_as.path_or_off, "off",
+            "Access log: '-' for stdout, a file path, or 'off'. USR1 reopens the file (in "
+            "the master and every worker).",
+            metavar="-|PATH|off", gunicorn="--access-logfile", gunicorn_name="accesslog",
+            vs_gunicorn="a line with the request id unless --access-log-format says "
+                        "otherwise; off by default as in gunicorn"),
+    Setting("access_log_format", parse_as.access_format, "",
+            "Format of a text access log line, with gunicorn's atoms: %(h)s remote address, "
+            "%(l)s '-', %(u)s user, %(t)s time, %(r)s request line, %(m)s method, %(U)s "
+            "path, %(q)s query, %(H)s protocol, %(s)s status, %(B)s / %(b)s body bytes, "
+            "%(f)s referer, %(a)s user agent, %(T)s / %(M)s / %(D)s / %(L)s duration in s / "
+            "ms / µs / decimal s, %(p)s pid, %({name}i)s a request header, %({name}e)s an "
+            "environ key, and %(request_id)s. Empty: our line (with the request id).",
+            metavar="FORMAT", gunicorn="--access-logformat", shown_default="(our line)",
+            vs_gunicorn="gunicorn's atoms, plus %(request_id)s; %({name}o)s (response "
+                        "headers) is always '-'"),
+    Setting("error_log", parse_as.path_or_off, "-",
+            "Error log: '-' for stderr, or a file path. USR1 reopens the file.",
+            metavar="-|PATH", gunicorn="--error-logfile, --log-file",
+            gunicorn_name="errorlog"),
+    Setting("capture_output", parse_as.bool, False,
+            "Send the app's stdout and stderr (print(), C libraries) to the error log file; "
+            "only with --error-log PATH.", is_flag=True, gunicorn="--capture-output"),
+    Setting("log_level", parse_as.choice("debug", "info", "warning", "error", "critical"), "info",
+            "Error log level.", metavar="LEVEL",
+            gunicorn="--log-level", gunicorn_name="loglevel"),
+    Setting("log_format", parse_as.choice("text", "json"), "text",
             "Format of the error and access logs: text, or json (one object per line).",
             metavar="text|json"),
-    Setting("metrics_path", _path_or_off, "/metrics",
+    Setting("metrics_path", parse_as.path_or_off, "/metrics",
             "Path where the server answers Prometheus metrics (aggregated over workers) "
             "before the app sees the request; 'off' passes it to the app.", metavar="PATH|off"),
-    Setting("health_path", _path_or_off, "/healthz",
+    Setting("health_path", parse_as.path_or_off, "/healthz",
             "Path where the server answers its health check before the app sees the "
             "request; 'off' passes it to the app.", metavar="PATH|off"),
-    Setting("unsafe_probe", _bool, False,
+    Setting("config", parse_as.path_or_off, "",
+            "Python config file: its module-level names set settings (ours or gunicorn's) "
+            "and server hooks (gunicorn's). Flags and SERVER_* variables win over it.",
+            metavar="FILE", short="-c", gunicorn="-c, --config", in_file=False,
+            shown_default="./ctxserver.conf.py if present",
+            vs_gunicorn="same format; gunicorn's names work; names we do not support are "
+                        "one warning each; ./gunicorn.conf.py is not read"),
+    Setting("chdir", parse_as.directory, "",
+            "Change to this directory before loading the app (after reading the config "
+            "file).", metavar="DIR", gunicorn="--chdir", shown_default="(stay)"),
+    Setting("pid", parse_as.path_or_off, "",
+            "Write the master's pid to this file; removed at exit.", metavar="FILE",
+            short="-p", gunicorn="-p, --pid", gunicorn_name="pidfile",
+            shown_default="(none)"),
+    Setting("user", parse_as.user, None,
+            "Run the workers as this user (name or uid); the master keeps its own (it binds "
+            "the sockets first, so a port below 1024 works).", metavar="USER", short="-u",
+            gunicorn="-u, --user", shown_default="(unchanged)"),
+    Setting("group", parse_as.group, None,
+            "Run the workers as this group (name or gid).", metavar="GROUP", short="-g",
+            gunicorn="-g, --group", shown_default="(unchanged)"),
+    Setting("env", parse_as.key_value, (),
+            "Set an environment variable KEY=VALUE in the server (before the app loads). "
+            "Repeatable.", metavar="KEY=VALUE", repeatable=True, short="-e",
+            gunicorn="-e, --env", gunicorn_name="raw_env", shown_default="(none)"),
+    Setting("unsafe_probe", parse_as.bool, False,
             "Mount the reference app's negative-control endpoint /unsafe/probe/<token>, which "
             "leaks across requests on purpose (for testing the leak detector only).",
             is_flag=True),
@@ -236,6 +241,7 @@ SETTINGS: tuple[Setting, ...] = (
 
 
 _DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 def _default(name: str) -> Any:
@@ -250,6 +256,7 @@ class Config:
     app: str | None = None
     bind: tuple[str, ...] = _default("bind")
     workers: int = _default("workers")
+    worker_class: str = _default("worker_class")
     worker_connections: int = _default("worker_connections")
     backlog: int = _default("backlog")
     keep_alive: float = _default("keep_alive")
@@ -266,43 +273,81 @@ class Config:
     max_header_count: int = _default("max_header_count")
     max_body_size: int = _default("max_body_size")
     access_log: str = _default("access_log")
+    access_log_format: str = _default("access_log_format")
+    error_log: str = _default("error_log")
+    capture_output: bool = _default("capture_output")
     log_level: str = _default("log_level")
     log_format: str = _default("log_format")
     metrics_path: str = _default("metrics_path")
     health_path: str = _default("health_path")
+    config: str = _default("config")
+    chdir: str = _default("chdir")
+    pid: str = _default("pid")
+    user: int | None = _default("user")
+    group: int | None = _default("group")
+    env: tuple[str, ...] = _default("env")
     unsafe_probe: bool = _default("unsafe_probe")
+    #: The config file's server hooks, by gunicorn's names (see :mod:`server.hooks`).
+    hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage + message on errors; we print one line, then exit 2."""
+    """argparse prints usage + message on errors; we print one line, then exit 2.
+
+    A misspelt flag is named as such (with the nearest real one), not taken for APP."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"server: error: {message} (see --help)\n")
 
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        args = list(sys.argv[1:] if args is None else args)
+        known = {flag for action in self._actions for flag in action.option_strings}
+        for arg in args:
+            if arg == "--":
+                break
+            flag = arg.split("=", 1)[0]
+            if flag.startswith("-") and len(flag) > 1 and flag not in known \
+                    and not flag.lstrip("-").replace(".", "").isdigit():
+                close = difflib.get_close_matches(flag, sorted(known), n=1, cutoff=0.6)
+                self.error(f"unknown flag {flag}" + (f" (did you mean {close[0]}?)"
+                                                     if close else ""))
+        return super().parse_args(args, namespace)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
-        prog="python -m server",
+        prog="ctxserver",
         description="A gevent WSGI application server with per-greenlet request context. "
-                    "Every option can also be set by the environment variable shown.",
+                    "Every option can also be set by the environment variable shown, and "
+                    "in a config file (-c) by its name or gunicorn's.",
+        allow_abbrev=False,
     )
     parser.add_argument("app", nargs="?", metavar="APP",
                         help="WSGI app as module:attr or module:factory(); "
                              "default: the reference app (env SERVER_APP)")
     for setting in SETTINGS:
-        help_text = f"{setting.help} (env {setting.env}; default: {_show(setting.default)})"
+        help_text = f"{setting.help} (env {setting.env}; default: {shown_default(setting)})"
         if setting.is_flag:
-            parser.add_argument(setting.flag, dest=setting.name, action="store_const",
+            parser.add_argument(*setting.flags, dest=setting.name, action="store_const",
                                 const="1", default=None, help=help_text)
         else:
-            parser.add_argument(setting.flag, dest=setting.name, metavar=setting.metavar,
+            parser.add_argument(*setting.flags, dest=setting.name, metavar=setting.metavar,
                                 action="append" if setting.repeatable else "store",
                                 default=None, help=help_text)
-    parser.add_argument("--print-config-table", action="store_true",
-                        help="print the settings as a Markdown table and exit")
-    parser.add_argument("--print-gunicorn-table", action="store_true",
-                        help="print the gunicorn-to-ctxserver flag table and exit")
+    for flag, what in COMMANDS.items():
+        parser.add_argument(flag, action="store_true", help=what)
     return parser
+
+
+#: Flags that do something instead of serving (they are not settings).
+COMMANDS = {
+    "--check-config": "load the config file and the app, then exit: 0 if both are fine, "
+                      "else one line naming what is wrong and exit 2",
+    "--print-config": "print the resolved settings (a valid config file) and exit",
+    "--print-config-table": "print the settings as a Markdown table and exit",
+    "--print-gunicorn-table": "print the gunicorn-to-ctxserver table and exit",
+}
 
 
 def _show(value: Any) -> str:
@@ -311,6 +356,10 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "off" if not value else "on"
     return str(value)
+
+
+def shown_default(setting: Setting) -> str:
+    return setting.shown_default or _show(setting.default)
 
 
 def _parse(setting: Setting, raw: str, source: str) -> Any:
@@ -323,29 +372,113 @@ def _parse(setting: Setting, raw: str, source: str) -> Any:
         raise ConfigError(f"{source}: invalid value {raw!r}: {reason}") from None
 
 
-def load_config(argv: Sequence[str] | None = None,
-                environ: Mapping[str, str] | None = None) -> tuple[Config, argparse.Namespace]:
-    """Resolve defaults, ``SERVER_*`` variables and flags into a :class:`Config`."""
+def _file_texts(setting: Setting, value: Any, source: str) -> list[str]:
+    """A config file's Python value as the text(s) the setting parses: ``workers = 4``,
+    ``preload_app = True``, ``bind = ["a:1", "b:2"]``, ``umask = 0o22``."""
+    values = list(value) if setting.repeatable and isinstance(value, list | tuple) \
+        else [value]
+    texts = []
+    for item in values:
+        if isinstance(item, bool) and setting.is_flag:
+            texts.append("1" if item else "0")
+        elif isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, int | float) and not isinstance(item, bool) \
+                and not setting.repeatable:
+            texts.append(str(item))
+        else:
+            kind = "a list of strings" if setting.repeatable else \
+                "True or False" if setting.is_flag else "a string or a number"
+            raise ConfigError(f"{source}: invalid value {value!r}: expected {kind}")
+    return texts
+
+
+def _conventions(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """gunicorn's (and Heroku's) environment conventions: defaults, below the config file.
+
+    ``PORT`` binds ``0.0.0.0:$PORT`` when nothing else sets a bind; ``WEB_CONCURRENCY`` is
+    the default number of workers."""
+    found = {}
+    if environ.get("PORT"):
+        found["bind"] = (f"0.0.0.0:{environ['PORT']}", "PORT")
+    if environ.get("WEB_CONCURRENCY"):
+        found["workers"] = (environ["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+    return found
+
+
+def _config_path(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """The config file: ``-c``, else ``SERVER_CONFIG``, else ``./ctxserver.conf.py`` if it
+    exists ('' when none)."""
+    path = args.config or environ.get("SERVER_CONFIG") or ""
+    if path:
+        return _parse(SETTINGS_BY_NAME["config"], path, "--config" if args.config
+                      else "SERVER_CONFIG")
+    return AUTO_CONFIG if os.path.isfile(AUTO_CONFIG) else ""
+
+
+def _resolve(setting: Setting, args: argparse.Namespace, environ: Mapping[str, str],
+             file: FileSettings | None, conventions: dict[str, tuple[str, str]]) -> Any:
+    """One setting's value: flag > SERVER_* > config file > PORT/WEB_CONCURRENCY > default
+    (``_UNSET`` for the default)."""
+    cli_value = getattr(args, setting.name)
+    env_value = environ.get(setting.env)
+    if cli_value is not None:
+        raws = cli_value if setting.repeatable else [cli_value]
+        parsed = [_parse(setting, raw, setting.flag) for raw in raws]
+    elif env_value is not None and env_value != "":
+        raws = [part.strip() for part in env_value.split(",")] if setting.repeatable \
+            else [env_value]
+        parsed = [_parse(setting, raw, setting.env) for raw in raws if raw]
+    elif file is not None and setting.name in file.values \
+            and file.values[setting.name][1] is not None:
+        name, value = file.values[setting.name]
+        source = f"{file.path}: {name}"
+        parsed = [_parse(setting, raw, source) for raw in _file_texts(setting, value, source)]
+    elif setting.name in conventions:
+        raw, source = conventions[setting.name]
+        parsed = [_parse(setting, raw, source)]
+    else:
+        return _UNSET
+    return tuple(parsed) if setting.repeatable else parsed[0]
+
+
+_UNSET: Any = object()
+
+
+def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None,
+                warn: Callable[[str], None] | None = None
+                ) -> tuple[Config, argparse.Namespace]:
+    """Resolve defaults, PORT/WEB_CONCURRENCY, the config file, ``SERVER_*`` variables and
+    flags into a :class:`Config`; each warning about the config file goes to ``warn``."""
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
+    path = _config_path(args, environ)
+    file = None
+    if path:
+        try:
+            file = read_config_file(path, SETTINGS)
+        except ConfigFileError as exc:
+            raise ConfigError(str(exc)) from None
+        for line in file.warnings:
+            (warn or _stderr_warning)(line)
+    conventions = _conventions(environ)
     values: dict[str, Any] = {}
     for setting in SETTINGS:
-        cli_value = getattr(args, setting.name)
-        env_value = environ.get(setting.env)
-        if cli_value is not None:
-            raws = cli_value if setting.repeatable else [cli_value]
-            parsed = [_parse(setting, raw, setting.flag) for raw in raws]
-        elif env_value is not None and env_value != "":
-            raws = [part.strip() for part in env_value.split(",")] if setting.repeatable \
-                else [env_value]
-            parsed = [_parse(setting, raw, setting.env) for raw in raws if raw]
-        else:
-            continue
-        values[setting.name] = tuple(parsed) if setting.repeatable else parsed[0]
-    app = args.app or environ.get("SERVER_APP") or None
-    config = Config(app=app, **values)
+        value = _resolve(setting, args, environ, file, conventions)
+        if value is not _UNSET:
+            values[setting.name] = value
+    values["config"] = path
+    app = args.app or environ.get("SERVER_APP") or (file.app if file else None) or None
+    if app is not None and not isinstance(app, str):
+        raise ConfigError(f"{path}: wsgi_app: invalid value {app!r}: expected 'module:attr'")
+    config = Config(app=app, hooks=file.hooks if file else {}, **values)
     _check(config)
     return config, args
+
+
+def _stderr_warning(line: str) -> None:
+    sys.stderr.write(f"server: warning: {line}\n")
+    sys.stderr.flush()
 
 
 def _check(config: Config) -> None:
@@ -353,42 +486,6 @@ def _check(config: Config) -> None:
     if config.timeout and config.block_warning >= config.timeout:
         raise ConfigError(f"--block-warning ({config.block_warning:g}) must be shorter than "
                           f"--timeout ({config.timeout:g}): the watchdog kills the worker first")
-
-
-def _usage(setting: Setting) -> str:
-    """``--flag METAVAR`` as a Markdown table cell (a ``|`` would end the cell)."""
-    usage = setting.flag if setting.is_flag else f"{setting.flag} {setting.metavar}"
-    return usage.replace("|", "\\|")
-
-
-def markdown_table() -> str:
-    """The settings table for the README: flag, environment variable, default, meaning."""
-    lines = ["| flag | environment | default | meaning |", "|---|---|---|---|",
-             "| `APP` (positional) | `SERVER_APP` | reference app | WSGI app as "
-             "`module:attr` or `module:factory()` |"]
-    for s in SETTINGS:
-        lines.append(f"| `{_usage(s)}` | `{s.env}` | `{_show(s.default)}` | {s.help} |")
-    return "\n".join(lines)
-
-
-#: gunicorn options we have no setting for, and what happens instead.
-GUNICORN_ONLY: tuple[tuple[str, str], ...] = (
-    ("-k, --worker-class", "always a gevent worker — with a greenlet of its own for every "
-                           "request (`-k gevent` runs all requests of a connection in one, "
-                           "so greenlet-keyed data leaks into the next request)"),
-)
-
-
-def gunicorn_table() -> str:
-    """The README's "coming from gunicorn" table, from the settings' gunicorn fields."""
-    lines = ["| gunicorn | ctxserver | difference |", "|---|---|---|"]
-    for s in SETTINGS:
-        if s.gunicorn or s.vs_gunicorn:
-            theirs = f"`{s.gunicorn}`" if s.gunicorn else "—"
-            lines.append(f"| {theirs} | `{_usage(s)}` | {s.vs_gunicorn or 'same'} |")
-    for theirs, instead in GUNICORN_ONLY:
-        lines.append(f"| `{theirs}` | — | {instead} |")
-    return "\n".join(lines)
 
 
 def fail(message: str) -> NoReturn:

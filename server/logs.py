@@ -1,9 +1,12 @@
 """Error log and access log: text or JSON lines, configured once per process.
 
-The error log (the ``logging`` loggers ``server.*``, and the app's) goes to stderr.  The
-access log is not a logger: :class:`AccessLog` writes one line per request straight to
-stdout, a file, or nowhere, so that turning it off costs one boolean check per request,
-not a log record.
+The error log (the ``logging`` loggers ``server.*``, and the app's) goes to stderr or a
+file (``--error-log``); with ``--capture-output`` the process's stdout and stderr (file
+descriptors 1 and 2: ``print()``, C libraries) go to that file too.  The access log is not
+a logger: :class:`AccessLog` writes one line per request straight to stdout, a file, or
+nowhere, so that turning it off costs one boolean check per request, not a log record.
+Both reopen their file on USR1 (:func:`reopen_error_log`, :meth:`AccessLog.reopen`), in
+the master and in every worker, for logrotate.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-__all__ = ["AccessLog", "configure_logging", "open_access_log"]
+from .access_format import format_access_line
+
+__all__ = ["AccessLog", "configure_logging", "open_access_log", "reopen_error_log"]
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -48,13 +53,47 @@ def _formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Route the ``server`` logger (and the app's ``logging`` use) to stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+class _ErrorLog:
+    """Where the error log goes in this process: its handler, file and capture flag."""
+
+    handler: logging.StreamHandler | None = None
+    path: str | None = None
+    capture = False
+
+
+def _open_error_log(path: str, capture: bool) -> TextIO:
+    stream = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - kept open
+    if capture:  # print() and C code write to fds 1 and 2: make them the file
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+    return stream
+
+
+def configure_logging(level: str, log_format: str, target: str = "-",
+                      capture_output: bool = False) -> None:
+    """Route the ``server`` logger (and the app's ``logging`` use) to stderr or ``target``;
+    OSError if the file cannot be opened (checked at start)."""
+    path = None if target == "-" else target
+    stream = _open_error_log(path, capture_output) if path else sys.stderr
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(_formatter(log_format))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    _ErrorLog.handler, _ErrorLog.path, _ErrorLog.capture = handler, path, capture_output
+
+
+def reopen_error_log() -> None:
+    """USR1: open the error log file anew (logrotate moved it); OSError keeps the old one."""
+    if _ErrorLog.path is None or _ErrorLog.handler is None:
+        return
+    fresh = _open_error_log(_ErrorLog.path, _ErrorLog.capture)
+    old = _ErrorLog.handler.setStream(fresh)
+    if old is not None and old not in (sys.stderr, sys.stdout):
+        with contextlib.suppress(OSError, ValueError):
+            old.close()
 
 
 def open_access_log(target: str) -> TextIO | None:
@@ -73,12 +112,15 @@ class AccessLog:
     it again, for logrotate's ``kill -USR1`` after it moved the file away.
     """
 
-    def __init__(self, stream: TextIO | None, log_format: str, path: str | None = None) -> None:
+    def __init__(self, stream: TextIO | None, log_format: str, path: str | None = None,
+                 line_format: str = "") -> None:
         self.stream = stream
         self.path = path
         self.enabled = stream is not None
         self.json = log_format == "json"
-        self.pid = os.getpid()
+        #: gunicorn's ``access_log_format`` (text only); "" for our own line.
+        self.line_format = "" if self.json else line_format
+        self.pid = os.getpid()  # each worker sets its own after the fork
 
     def reopen(self) -> None:
         """Open ``path`` anew and write there from now on; OSError leaves the old stream."""
@@ -91,6 +133,12 @@ class AccessLog:
 
     def __call__(self, environ: dict[str, Any], status: int, size: int, duration: float) -> None:
         if self.stream is None:
+            return
+        if self.line_format:
+            line = format_access_line(self.line_format, environ, status, size, duration,
+                                      self.pid)
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.write(line + "\n")
             return
         query = environ.get("QUERY_STRING")
         path = environ.get("RAW_URI") or (environ.get("PATH_INFO", "") +

@@ -64,11 +64,14 @@ _SETTLED = 0.05
 # ------------------------------------------------------------------------------ worker side
 
 
-def install_stack_dumps(dump: IO[bytes]) -> None:
-    """:data:`STACK_SIGNAL`: all threads' stacks to ``dump``, then die of the signal;
-    :data:`DEBUG_SIGNAL`: the same to stderr, and serve on; a fatal signal (SEGV, ABRT...):
-    the same to stderr before the process dies, so a crash in C code says where."""
-    signal.signal(STACK_SIGNAL, signal.SIG_DFL)  # what chain=True passes the signal on to
+def install_stack_dumps(dump: IO[bytes],
+                        then: Callable[[int, Any], None] | None = None) -> None:
+    """:data:`STACK_SIGNAL`: all threads' stacks to ``dump``, then die of the signal (or
+    call ``then``, a Python handler: the ``worker_abort`` hook); :data:`DEBUG_SIGNAL`: the
+    same to stderr, and serve on; a fatal signal (SEGV, ABRT...): the same to stderr before
+    the process dies, so a crash in C code says where."""
+    # what chain=True passes the signal on to
+    signal.signal(STACK_SIGNAL, then or signal.SIG_DFL)
     faulthandler.register(STACK_SIGNAL, file=dump, all_threads=True, chain=True)
     faulthandler.register(DEBUG_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     faulthandler.enable(file=sys.stderr, all_threads=True)

@@ -46,10 +46,11 @@ from . import accelerators
 from .config import Config
 from .context import ContextMiddleware
 from .handler import ConnectionHandler
+from .hooks import Hooks, with_request_hooks
 from .http import Limits
 from .liveness import BOOT_ERROR, WorkerState, WorkerStatus
 from .loader import AppLoadError, load_configured_app
-from .logs import AccessLog
+from .logs import AccessLog, reopen_error_log
 from .metrics import Metrics
 from .signals import IGNORED, unblock_after_fork
 from .watchdog import STACK_SIGNAL, install_stack_dumps, start_block_monitor, write_boot_stack
@@ -160,7 +161,7 @@ class Worker:
     def __init__(self, *, age: int, ppid: int, listeners: list[socket.socket],
                  app: WSGIApp | None, cfg: Config, access_log: AccessLog,
                  status: WorkerStatus, dump: IO[bytes], wake_fd: int,
-                 max_requests: int) -> None:
+                 max_requests: int, server: Any = None) -> None:
         # Known before the fork (the master keeps this object as its record of the worker).
         self.age = age
         self.ppid = ppid
@@ -175,6 +176,8 @@ class Worker:
         self.wake_fd = wake_fd
         #: Requests after which this worker asks to be replaced (0: never).
         self.max_requests = max_requests
+        self.server = server  # the Arbiter, as gunicorn's worker_exit hook receives it
+        self.hooks = Hooks(cfg.hooks, self.log)  # logged as the worker's
         # Per process, from run() on.
         self.pool: Pool | None = None
         self.handlers: list[ConnectionHandler] = []
@@ -236,6 +239,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 if self.metrics is not None:
                     self.metrics.flush()  # requests answered in the last turn of the loop
+            self.hooks("worker_exit", self.server, self)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
@@ -249,6 +253,7 @@ class Worker:
         self._stop = Event()
         self._install_signals()
         self.status.beat()
+        self._drop_privileges()
         if self.app is None:
             watch = None
             if self.cfg.timeout:  # just before the watchdog is due: where is the import?
@@ -262,6 +267,7 @@ class Worker:
         self.pool = Pool(self.cfg.worker_connections)
         self.metrics = Metrics()
         self.metrics.set_accelerators(accelerators.active())
+        self.hooks("post_worker_init", self)
         self._start()
         self._sample()  # visible in /metrics from the first scrape on
         if self.cfg.block_warning:
@@ -282,34 +288,65 @@ class Worker:
             return 1
         return 0
 
+    def _drop_privileges(self) -> None:
+        """--group, then --user (gunicorn's order: after post_fork, before the app)."""
+        if self.cfg.group is not None:
+            os.setgroups([self.cfg.group])
+            os.setgid(self.cfg.group)
+        if self.cfg.user is not None:
+            os.setuid(self.cfg.user)
+
     def _install_signals(self) -> None:
         for signum in (signal.SIGHUP, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU,
                        *IGNORED):
             if signum != STACK_SIGNAL:
                 signal.signal(signum, signal.SIG_IGN)
-        actions = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+        actions = {signal.SIGTERM: self.stop, signal.SIGINT: self.interrupted,
                    signal.SIGQUIT: self.stop_now, signal.SIGUSR1: self.reopen_logs}
         for signum, action in actions.items():
             gevent.signal_handler(signum, action)
-        install_stack_dumps(self.dump)  # the watchdog's STACK_SIGNAL, USR2, fatal signals
+        # The watchdog's STACK_SIGNAL, USR2, fatal signals; with a worker_abort hook, the
+        # stack signal ends in Python (which runs once the blocking Python code yields a
+        # bytecode boundary) rather than in the default action.
+        install_stack_dumps(self.dump, self._aborted if "worker_abort" in self.hooks
+                            else None)
         unblock_after_fork()  # the master blocked everything around the fork
 
     def stop(self) -> None:
         """Begin a graceful drain (TERM/INT)."""
         self._stop.set()
 
+    def interrupted(self) -> None:
+        """INT: gunicorn's worker_int, then a graceful drain."""
+        self.hooks("worker_int", self)
+        self.stop()
+
     def stop_now(self) -> None:
-        """Exit without draining (QUIT)."""
+        """Exit without draining (QUIT); gunicorn calls worker_int here too."""
+        self.hooks("worker_int", self)
         self._fast_exit = True
         self._stop.set()
 
+    def _aborted(self, signum: int, frame: Any) -> None:
+        """The watchdog timed us out (our stack is written): worker_abort, then exit."""
+        self.hooks("worker_abort", self)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
     def reopen_logs(self) -> None:
-        """USR1: reopen the access log (logrotate moved it away)."""
+        """USR1: reopen the error and access logs (logrotate moved them away)."""
+        try:
+            reopen_error_log()
+        except OSError as exc:
+            self.log.error("worker %d: cannot reopen the error log %r: %s", self.pid,
+                           self.cfg.error_log, exc.strerror or exc)
         try:
             self.access_log.reopen()
         except OSError as exc:
             self.log.error("worker %d: cannot reopen the access log %r: %s", self.pid,
                            self.access_log.path, exc.strerror or exc)
+        self.log.info("worker %d: logs reopened", self.pid)
 
     def _nudge_master(self) -> None:
         """Wake the master to read the status page now rather than at its next tick."""
@@ -324,8 +361,10 @@ class Worker:
 
     def _start(self) -> None:
         limits = limits_from_config(self.cfg)
+        inner = with_request_hooks(self.app, self, self.hooks)
         wsgi = build_wsgi_stack(self.app, self.cfg, self.metrics.wsgi_endpoint(self._sample),
-                                self._tracking(self.app) if self.cfg.timeout else None)
+                                self._tracking(inner) if self.cfg.timeout else
+                                inner if inner is not self.app else None)
         for listener in self.listeners:
             name, port = _describe(listener)
             handler = ConnectionHandler(

@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 from gunicorn.config import KNOWN_SETTINGS
 
-from server.config import (
-    SETTINGS,
-    Config,
-    ConfigError,
-    gunicorn_table,
-    load_config,
-    markdown_table,
-)
+from server.config import SETTINGS, Config, ConfigError, load_config
+from server.config_docs import gunicorn_table, markdown_table
 
 
 def test_defaults():
