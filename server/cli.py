@@ -53,7 +53,7 @@ def _apply_environment(config: Config) -> None:
 def _open_logs(config: Config) -> AccessLog:
     try:
         configure_logging(config.log_level, config.log_format, config.error_log,
-                          config.capture_output and config.error_log != "-")
+                          config.capture_output)
     except OSError as exc:
         fail(f"cannot open error log {config.error_log!r}: {exc.strerror or exc}")
     try:

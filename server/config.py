@@ -486,6 +486,15 @@ def _check(config: Config) -> None:
     if config.timeout and config.block_warning >= config.timeout:
         raise ConfigError(f"--block-warning ({config.block_warning:g}) must be shorter than "
                           f"--timeout ({config.timeout:g}): the watchdog kills the worker first")
+    changes = [(name, value, current) for name, value, current in
+               (("--user", config.user, os.geteuid()), ("--group", config.group, os.getegid()))
+               if value is not None and value != current]
+    if changes and os.geteuid() != 0:  # else every worker would fail to boot
+        raise ConfigError(f"{changes[0][0]} {changes[0][1]}: changing the workers' user or "
+                          "group needs the master to run as root")
+    if config.capture_output and config.error_log == "-":
+        raise ConfigError("--capture-output needs --error-log PATH (stdout and stderr are "
+                          "already where they would go)")
 
 
 def fail(message: str) -> NoReturn:

@@ -287,3 +287,17 @@ def test_check_config_loads_the_app(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"server: error: {bad_value}: timeout: invalid value 'soon': " \
                             "not a number\n"
+
+
+def test_user_and_group_need_root_and_capture_output_needs_a_file(monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setattr("os.getegid", lambda: 1000)
+    with pytest.raises(ConfigError, match=r"^--user 0: changing the workers' user or group "
+                                          r"needs the master to run as root$"):
+        load_config(["-u", "0"], {})
+    with pytest.raises(ConfigError, match=r"^--group 0: "):
+        load_config(["-g", "0"], {})
+    assert load_config(["-u", "1000", "-g", "1000"], {})[0].user == 1000  # no change: fine
+    with pytest.raises(ConfigError, match="--capture-output needs --error-log PATH"):
+        load_config(["--capture-output"], {})
+    assert load_config(["--capture-output", "--error-log", "/tmp/e.log"], {})[0].capture_output
