@@ -156,7 +156,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Bit mask for the mode of unix socket files (0 = mode 0777: a front-end running "
             "as another user can connect; 007 = owner and group only). Accepts 0o22, "
             "022, 18, 0x12.", metavar="MASK", short="-m", gunicorn="-m, --umask",
-            vs_gunicorn="applies to unix socket files only (there are no other files)"),
+            vs_gunicorn="applies to unix socket files only (gunicorn makes it the process "
+                        "umask)"),
     Setting("max_request_line", parse_as.positive_int, _LIMITS.max_request_line,
             "Longest request line (method, URI, version) in bytes; longer gets 414.",
             metavar="BYTES", gunicorn="--limit-request-line",
@@ -195,7 +196,8 @@ SETTINGS: tuple[Setting, ...] = (
             gunicorn_name="errorlog"),
     Setting("capture_output", parse_as.bool, False,
             "Send the app's stdout and stderr (print(), C libraries) to the error log file; "
-            "only with --error-log PATH.", is_flag=True, gunicorn="--capture-output"),
+            "only with --error-log PATH.", is_flag=True, gunicorn="--capture-output",
+            vs_gunicorn="an error without --error-log PATH (gunicorn ignores it then)"),
     Setting("log_level", parse_as.choice("debug", "info", "warning", "error", "critical"), "info",
             "Error log level.", metavar="LEVEL",
             gunicorn="--log-level", gunicorn_name="loglevel"),
@@ -214,7 +216,8 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="FILE", short="-c", gunicorn="-c, --config", in_file=False,
             shown_default="./ctxserver.conf.py if present",
             vs_gunicorn="same format; gunicorn's names work; names we do not support are "
-                        "one warning each; ./gunicorn.conf.py is not read"),
+                        "one warning each; ./gunicorn.conf.py is not read; HUP does not "
+                        "re-read it"),
     Setting("chdir", parse_as.directory, "",
             "Change to this directory before loading the app (after reading the config "
             "file).", metavar="DIR", gunicorn="--chdir", shown_default="(stay)"),

@@ -328,8 +328,10 @@ class Worker:
         self._stop.set()
 
     def _aborted(self, signum: int, frame: Any) -> None:
-        """The watchdog timed us out (our stack is written): worker_abort, then exit."""
+        """The watchdog timed us out (our stack is written): worker_abort, then exit —
+        through worker_exit, as gunicorn's worker does after its abort hook."""
         self.hooks("worker_abort", self)
+        self.hooks("worker_exit", self.server, self)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)

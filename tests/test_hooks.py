@@ -177,4 +177,6 @@ def test_worker_abort_runs_when_the_watchdog_times_a_worker_out(tmp_path):
             r["hook"] == "child_exit" and r["worker"] == pid for r in rs))
         aborted = _hooks(records, "worker_abort")
         assert [r["pid"] for r in aborted] == [pid]
+        assert [r["hook"] for r in records if r["pid"] == pid][-2:] == ["worker_abort",
+                                                                         "worker_exit"]
         assert "WORKER TIMEOUT" in srv.log()
