@@ -331,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: the reference app (env SERVER_APP)")
     for setting in SETTINGS:
         help_text = f"{setting.help} (env {setting.env}; default: {shown_default(setting)})"
+        help_text = help_text.replace("%", "%%")  # argparse %-formats help (our atoms)
         if setting.is_flag:
             parser.add_argument(*setting.flags, dest=setting.name, action="store_const",
                                 const="1", default=None, help=help_text)

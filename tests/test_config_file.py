@@ -301,3 +301,11 @@ def test_user_and_group_need_root_and_capture_output_needs_a_file(monkeypatch):
     with pytest.raises(ConfigError, match="--capture-output needs --error-log PATH"):
         load_config(["--capture-output"], {})
     assert load_config(["--capture-output", "--error-log", "/tmp/e.log"], {})[0].capture_output
+
+
+def test_help_lists_every_flag():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for setting in SETTINGS:
+        assert setting.flag in result.stdout
+    assert "%(h)s remote address" in result.stdout and "--check-config" in result.stdout
