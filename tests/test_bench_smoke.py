@@ -112,6 +112,27 @@ def run(server: str, rps: float, p99: float, *, endpoint: str = "hello",
     return {"endpoint": endpoint, "concurrency": conc, "server": server, "result": result}
 
 
+def test_ratios_to_granian_the_ceiling_anchor_come_from_the_same_run() -> None:
+    rows = stats.summarize([run("ours", 12_000, 4.0), run("gunicorn", 6_000, 20.0),
+                            run("granian", 24_000, 2.0)])
+    ours = next(r for r in rows if r.server == "ours")
+    assert ours.ceiling_ratio == pytest.approx(0.5) and ours.rps_ratio == pytest.approx(2.0)
+    text = report.render_markdown(rows, stats.check_targets(rows, None), META, None)
+    assert "| 12,000 | 2.00\u00d7 | 0.50\u00d7 | 1.00 | 4.00 |" in text
+
+
+def test_the_new_scenarios_run_on_their_servers_and_connection_counts() -> None:
+    """io runs at 500 connections only; io and the Flask rows on ours (both paths),
+    gunicorn and granian only; hello on every server asked for."""
+    args = bench_run.build_parser().parse_args(["--runs", "2", "--concurrency", "50"])
+    bench = bench_run.Bench(args, None, Path("/tmp"), {}, None, None)
+    assert bench.concurrency("io") == [500] and bench.concurrency("hello") == [50]
+    assert set(bench.servers("io")) == {"ours", "ours-pure", "gunicorn", "granian"}
+    assert set(bench.servers("flask-json")) == set(bench.servers("io"))
+    assert set(bench.servers("hello")) == set(matrix.SERVERS)
+    assert bench.total == 2 * (len(matrix.SERVERS) * 2 + 4 * 3)  # hello, probe; io, flask x2
+
+
 def test_median_ignores_missing_values() -> None:
     assert stats.median([3.0, 1.0, 2.0]) == 2.0
     assert stats.median([4.0, 1.0]) == 2.5
@@ -207,7 +228,7 @@ def test_markdown_report_has_the_table_targets_memory_and_commands() -> None:
     text = report.render_markdown(rows, stats.check_targets(rows, MEMORY), META, MEMORY)
     assert "`.venv/bin/python -m bench server` (what `make bench` runs)" in text
     assert "nproc 2, Test CPU" in text and "python 3.11.7, wrk 4.1.0" in text
-    assert "| hello | 50 | ours (python -m server) | 30,000 | 3.33\u00d7 | 1.00 | 4.00 " \
+    assert "| hello | 50 | ours (python -m server) | 30,000 | 3.33\u00d7 | \u2013 | 1.00 | 4.00 " \
            "| 0.20\u00d7 | 0 | 30,000 |" in text
     assert "| hello | 500 | gunicorn -k gevent | 8,000 | 1.00\u00d7 |" in text
     assert "| hello throughput vs gunicorn -k gevent | \u2265 4\u00d7 at every concurrency " \

@@ -25,7 +25,7 @@ def render_markdown(rows: Sequence[Row], targets: Sequence[Target], meta: dict[s
                     memory: dict[str, Any] | None) -> str:
     """The results file: how it was run, the table, the targets, the memory test."""
     lines = [
-        "# Server benchmark: ours vs gunicorn -k gevent, gevent.pywsgi, waitress",
+        "# Server benchmark: ours vs gunicorn -k gevent, granian, gevent.pywsgi, waitress",
         "",
         f"- command: `{meta['command']}`" + (" (what `make bench` runs)"
                                              if meta.get("defaults") else ""),
@@ -43,15 +43,16 @@ def render_markdown(rows: Sequence[Row], targets: Sequence[Target], meta: dict[s
         "",
         "## Throughput and latency",
         "",
-        f"| endpoint | conns | server | req/s (median) | {TIMES} gunicorn | p50 ms | p99 ms "
-        "| p99 / gunicorn | errors | req/s per run |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| endpoint | conns | server | req/s (median) | {TIMES} gunicorn | {TIMES} granian "
+        "| p50 ms | p99 ms | p99 / gunicorn | errors | req/s per run |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.endpoint} | {row.concurrency} | {LABELS.get(row.server, row.server)} "
             f"| {_fmt(row.rps, ',.0f')} | {_fmt(row.rps_ratio, '.2f', TIMES)} "
-            f"| {_fmt(row.p50_ms, '.2f')} | {_fmt(row.p99_ms, '.2f')} "
+            f"| {_fmt(row.ceiling_ratio, '.2f', TIMES)} | {_fmt(row.p50_ms, '.2f')} "
+            f"| {_fmt(row.p99_ms, '.2f')} "
             f"| {_fmt(row.p99_ratio, '.2f', TIMES)} | {row.errors} "
             f"| {', '.join(f'{x:,.0f}' for x in row.rps_runs)} |")
     lines += ["", "## Targets (design.md §5, the issue)", "",
@@ -123,8 +124,8 @@ def write_chart(path: Path, rows: Sequence[Row], memory: dict[str, Any] | None,
     panels = 3 if memory else 2
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8))
     width = 0.8 / max(len(servers), 1)
-    colors = {"ours": "#1f77b4", "ours-pure": "#9ecae1", "gunicorn": "#d62728", "pywsgi": "#7f7f7f",
-              "waitress": "#2ca02c"}
+    colors = {"ours": "#1f77b4", "ours-pure": "#9ecae1", "gunicorn": "#d62728",
+              "granian": "#ff7f0e", "pywsgi": "#7f7f7f", "waitress": "#2ca02c"}
     for ax, metric, label in ((axes[0], "rps", "requests/s (median)"),
                               (axes[1], "p99_ms", "p99 latency, ms (median, log)")):
         for i, server in enumerate(servers):

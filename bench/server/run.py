@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.server.matrix import APPS, ENDPOINTS, RESULTS, SERVERS
+from bench.server.matrix import (
+    APPS,
+    ENDPOINT_CONCURRENCY,
+    ENDPOINT_SERVERS,
+    ENDPOINTS,
+    RESULTS,
+    SERVERS,
+)
 from bench.server.memory import memory_test, raise_nofile
 from bench.server.report import render_markdown, write_chart, write_json
 from bench.server.servers import (
@@ -55,7 +62,8 @@ def machine_meta(wrk: str) -> dict[str, Any]:
         "versions": {
             "python": platform.python_version(),
             "gevent": _version("gevent"), "greenlet": _version("greenlet"),
-            "gunicorn": _version("gunicorn"), "waitress": _version("waitress"),
+            "gunicorn": _version("gunicorn"), "granian": _version("granian"),
+            "waitress": _version("waitress"), "flask": _version("flask"),
             "httptools": _version("httptools"), "werkzeug": _version("werkzeug"),
             "wrk": match[1] if match else wrk_version.strip(),
         },
@@ -66,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.server",
         description="Throughput, latency and idle-connection memory of our server next to "
-                    "gunicorn -k gevent, gevent.pywsgi and waitress (wrk on 127.0.0.1).")
+                    "gunicorn -k gevent, granian, gevent.pywsgi and waitress (wrk on "
+                    "127.0.0.1).")
     parser.add_argument("--duration", type=float, default=6.0,
                         help="seconds of each timed wrk run (default: 6)")
     parser.add_argument("--warmup", type=float, default=2.0,
@@ -114,10 +123,18 @@ class Bench:
     client_cpu: int | None
     done: int = 0
 
+    def servers(self, endpoint: str, round_no: int = 0) -> list[str]:
+        """The servers measured on ``endpoint`` in round ``round_no``, in their order."""
+        wanted = ENDPOINT_SERVERS.get(endpoint, SERVERS)
+        return [s for s in rotated(self.args.servers, round_no) if s in wanted]
+
+    def concurrency(self, endpoint: str) -> list[int]:
+        return list(ENDPOINT_CONCURRENCY.get(endpoint, self.args.concurrency))
+
     @property
     def total(self) -> int:
-        args = self.args
-        return args.runs * len(args.endpoints) * len(args.servers) * len(args.concurrency)
+        return self.args.runs * sum(len(self.servers(e)) * len(self.concurrency(e))
+                                    for e in self.args.endpoints)
 
     def measure(self, round_no: int, endpoint: str, server: str) -> list[dict[str, Any]]:
         """Start ``server`` afresh, check its answer, then warm-up + timed wrk runs at every
@@ -133,7 +150,7 @@ class Bench:
         try:
             wait_ready(proc, port, log)
             check_answer(endpoint, port)
-            for conc in args.concurrency:
+            for conc in self.concurrency(endpoint):
                 if args.warmup > 0:
                     run_wrk(wrk_command(endpoint, port, conc, args.warmup, self.client_cpu),
                             args.warmup)
@@ -158,7 +175,7 @@ class Bench:
         runs: list[dict[str, Any]] = []
         for round_no in range(self.args.runs):
             for endpoint in self.args.endpoints:
-                for server in rotated(self.args.servers, round_no):
+                for server in self.servers(endpoint, round_no):
                     runs += self.measure(round_no, endpoint, server)
         return runs
 

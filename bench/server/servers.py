@@ -5,6 +5,7 @@ correct answer each must give before it is timed, and stopping every one of them
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import subprocess
@@ -12,11 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.apps import FLASK_JSON, HELLO
 from bench.server.matrix import HEADERS, PATHS, PROBE_TOKEN, PURE_PYTHON_ENV, ROOT
 from loadtests import procs
 from loadtests.probe_check import check_probe_body, failure_message
 
 READY_TIMEOUT = 30.0
+#: granian's Python threads: enough for the I/O-bound scenario's 500 waiting requests (its
+#: default, a few per core, would measure the pool size, not the server).
+GRANIAN_THREADS = 512
 STOP_TIMEOUT = 15.0
 
 
@@ -42,6 +47,11 @@ def server_command(server: str, app: str, port: int, *, memory_test: bool = Fals
         if memory_test:
             command += ["--keep-alive", "3600", "--worker-connections", "12000"]
         return [*command, app]
+    if server == "granian":  # Rust HTTP, the WSGI app in a pool of Python threads
+        target, factory = (app[:-2], ["--factory"]) if app.endswith("()") else (app, [])
+        return [python, "-m", "granian", "--interface", "wsgi", "--workers", "1",
+                "--host", "127.0.0.1", "--port", str(port), "--blocking-threads",
+                str(GRANIAN_THREADS), "--no-ws", "--log-level", "warning", *factory, target]
     if server == "pywsgi":
         return [python, "-m", "bench.pywsgi_runner", bind, app]
     if server == "waitress":
@@ -117,9 +127,13 @@ def check_answer(endpoint: str, port: int) -> None:
     if endpoint == "probe":
         headers["X-Request-ID"] = PROBE_TOKEN
     status, body = procs.fetch(f"http://127.0.0.1:{port}{PATHS[endpoint]}", headers=headers)
-    if endpoint == "hello":
-        if (status, body) != (200, b"Hello, World!"):
-            raise RuntimeError(f"hello: unexpected answer {status} {body[:300]!r}")
+    if endpoint in ("hello", "io", "flask-hello"):
+        if (status, body) != (200, HELLO):
+            raise RuntimeError(f"{endpoint}: unexpected answer {status} {body[:300]!r}")
+        return
+    if endpoint == "flask-json":
+        if status != 200 or json.loads(body) != FLASK_JSON:
+            raise RuntimeError(f"flask-json: unexpected answer {status} {body[:300]!r}")
         return
     problem = failure_message(check_probe_body(PROBE_TOKEN, status,
                                                body.decode("utf-8", "replace")))

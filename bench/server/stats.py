@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.server.matrix import (
+    CEILING,
     ENDPOINTS,
     REFERENCE,
     SERVERS,
@@ -48,6 +49,7 @@ class Row:
     rps_runs: list[float]
     rps_ratio: float | None = None  # rps / gunicorn's rps
     p99_ratio: float | None = None  # p99 / gunicorn's p99
+    ceiling_ratio: float | None = None  # rps / granian's rps (the ceiling anchor)
 
 
 def summarize(runs: Sequence[dict[str, Any]]) -> list[Row]:
@@ -81,11 +83,15 @@ def summarize(runs: Sequence[dict[str, Any]]) -> list[Row]:
             rps_runs=[r.requests_per_sec for r in results],
         ))
     reference = {(r.endpoint, r.concurrency): r for r in rows if r.server == REFERENCE}
+    ceiling = {(r.endpoint, r.concurrency): r for r in rows if r.server == CEILING}
     for row in rows:
         ref = reference.get((row.endpoint, row.concurrency))
         if ref is not None:
             row.rps_ratio = ratio(row.rps, ref.rps)
             row.p99_ratio = ratio(row.p99_ms, ref.p99_ms)
+        top = ceiling.get((row.endpoint, row.concurrency))
+        if top is not None:
+            row.ceiling_ratio = ratio(row.rps, top.rps)
     return rows
 
 
