@@ -13,13 +13,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import arena, local, server, supervision
+from bench import arena, ceiling, local, profile, server, supervision
 
 BENCHMARKS: dict[str, Callable[[str], int]] = {
     "local": local.main,
     "arena": arena.main,
     "server": server.main,
     "supervision": supervision.main,
+    "ceiling": lambda command: ceiling.main([], command),
+    "profile": lambda command: profile.main([], command),
 }
 
 
