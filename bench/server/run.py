@@ -143,7 +143,7 @@ class Bench:
         port = procs.free_port()
         server_cmd = pinned(server_command(server, APPS[endpoint], port), self.server_cpu)
         self.meta["server_commands"][f"{server}, {endpoint}"] = \
-            display(server_cmd).replace(f":{port}", ":PORT")
+            display(server_cmd).replace(f":{port}", ":PORT").replace(f" {port} ", " PORT ")
         log = self.logs / f"{server}-{endpoint}-{round_no}.log"
         proc = self.processes.start(server_cmd, log)
         runs = []
