@@ -78,7 +78,10 @@ class ExitKind(Enum):
     STOPPED = "stopped"  # the master told it to stop (drain, fast exit, kill at a deadline)
     TIMED_OUT = "timed out"  # killed by the watchdog
     BOOT_FAILED = "failed to boot"  # could not import the app (its reason is in its page)
-    CRASHED = "died"  # anything else: a bug of ours, or a signal from outside (OOM...)
+    # Anything else: a bug of ours, or a signal from outside (OOM...). Never the app's
+    # exception, BaseException included: the handler answers it and the worker serves on
+    # (tests/test_isolation_holes.py), so the backoff below only ever slows our own crashes.
+    CRASHED = "died"
 
 
 #: What an exit means to the master: (log level, apply the crash-loop backoff).

@@ -82,6 +82,19 @@ def sanitise_request_id(raw: str | None) -> str:
     return f"{_random_bits(64):016x}"
 
 
+def with_request_id(headers: list[tuple[str, str]], rid: str) -> list[tuple[str, str]]:
+    """The response headers with ``X-Request-ID: rid`` -- in a new list, never the app's.
+
+    The app's list may be a module-level constant it passes to every ``start_response``:
+    appending to it would send each earlier client's id to every later one (issue 10,
+    hole 3).  An app that set an ``X-Request-ID`` of its own keeps it, alone.
+    """
+    for name, _value in headers:
+        if name.lower() == "x-request-id":
+            return headers
+    return [*headers, ("X-Request-ID", rid)]
+
+
 class Namespace:
     """``g``: a plain attribute bag for one request (``get``, ``pop``, ``setdefault``, ``in``)."""
 
@@ -188,8 +201,7 @@ class ContextMiddleware:
 
         def start_with_id(status: str, headers: list[tuple[str, str]],
                           exc_info: Any = None) -> Callable[[bytes], Any]:
-            headers.append(("X-Request-ID", rid))
-            return start_response(status, headers, exc_info)
+            return start_response(status, with_request_id(headers, rid), exc_info)
 
         try:
             iterable = self.app(environ, start_with_id)

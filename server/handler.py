@@ -44,6 +44,16 @@ KILL_TIMEOUT = 5.0
 _DONE: Any = MappingProxyType({})
 
 
+class RequestAbandoned(GreenletExit):
+    """Thrown into a request greenlet when the server stops it (its connection greenlet was
+    killed: a fast shutdown, a drain's deadline, a timeout).
+
+    A ``GreenletExit`` to the app, as any kill is; to :meth:`ConnectionHandler._handle` the
+    one exception out of the app that is not the app's own and must not be answered with a
+    500 but let through: the server's shutdown is under way.
+    """
+
+
 class ConnectionHandler:
     """``handler(sock, address)``: serves one connection; usable as a StreamServer handle.
 
@@ -55,10 +65,13 @@ class ConnectionHandler:
     connections are closed at once.
 
     Errors: a protocol error (bad request, body too large or stalled, client gone) is
-    answered with its status and closes the connection. An application exception is
-    logged and answered with a generic 500 that keeps the connection alive when the
+    answered with its status and closes the connection. An application exception -- any
+    ``BaseException``: ``SystemExit``, ``KeyboardInterrupt`` and ``GreenletExit`` too, which
+    would otherwise take the worker down or pass for a normal return -- is logged with the
+    request id and answered with a generic 500 that keeps the connection alive when the
     request allows it; if the response had already started, the connection is closed
-    instead, since the client can only notice the truncation that way.
+    instead, since the client can only notice the truncation that way. Only the server's
+    own stop (:class:`RequestAbandoned`) goes through.
     """
 
     def __init__(
@@ -157,8 +170,8 @@ class ConnectionHandler:
             try:
                 request_greenlet.switch(request, response)
             except BaseException:  # GreenletExit (server stop), Timeout: orphan nothing
-                # Also reached when an exception the request greenlet did not catch
-                # (SystemExit...) ended it; then it is dead already and that propagates.
+                # Also reached when an exception escaped _handle -- only a bug of ours can:
+                # it catches whatever the app raises. The greenlet is dead then.
                 self._abandon(request_greenlet)
                 raise
             if conn.closing:  # a drain began after the head said keep-alive
@@ -182,7 +195,7 @@ class ConnectionHandler:
             return
         timer = gevent.Timeout.start_new(KILL_TIMEOUT)
         try:
-            request_greenlet.throw(GreenletExit)  # returns here once it has ended
+            request_greenlet.throw(RequestAbandoned)  # returns here once it has ended
         except gevent.Timeout as exc:
             if exc is not timer:
                 raise
@@ -222,21 +235,27 @@ class ConnectionHandler:
             response.close_after(f"client went away: {exc}")
         except HTTPError as exc:  # raised out of wsgi.input: 413, 408, bad chunk...
             self._fail(response, exc.status, exc.reason)
-        except (Exception, gevent.Timeout):
+        except RequestAbandoned:  # the server stops this request: not the app's failure
+            raise
+        except BaseException:  # the app's, whatever it is: this request alone fails
             self.logger.exception(
                 "error in application for %s %s (request_id=%s)",
                 environ["REQUEST_METHOD"],
                 environ["PATH_INFO"],
                 environ.get("ctxserver.request_id"),
             )
-            self._app_failed(response)
+            self._app_failed(response, environ.get("ctxserver.request_id"))
         finally:
+            # The request is over: nothing it still holds (write, wsgi.input) may touch the
+            # connection, which is about to carry the next request; close() included.
+            request.ended = True
+            request.request_id = environ.get("ctxserver.request_id")
             self._close_iterable(app_iter, environ)
             self.active_requests -= 1
             duration = perf_counter() - started
             self._report(environ, response.status_code, response.bytes_sent, duration)
 
-    def _app_failed(self, response: HTTPResponse) -> None:
+    def _app_failed(self, response: HTTPResponse, request_id: str | None) -> None:
         """The app raised: a generic 500, or a cut-off connection if it already answered.
 
         The 500 keeps the connection alive when the request allows it: the failure was
@@ -248,7 +267,9 @@ class ConnectionHandler:
             response.close_after("the application failed after its response had started")
             return
         try:
-            response.send_error(500, close=False)
+            response.send_error(500, close=False,
+                                headers=() if request_id is None else
+                                (("X-Request-ID", request_id),))
         except ClientDisconnected as exc:
             response.close_after(f"client went away: {exc}")
 
@@ -265,7 +286,9 @@ class ConnectionHandler:
             return
         try:
             close()
-        except Exception:
+        except RequestAbandoned:
+            raise
+        except BaseException:  # as from the app itself: it costs nothing but a log line
             self.logger.exception(
                 "error closing the response of %s %s (request_id=%s)",
                 environ["REQUEST_METHOD"],

@@ -53,6 +53,7 @@ from .loader import AppLoadError, load_configured_app
 from .logs import AccessLog, reopen_error_log
 from .metrics import Metrics
 from .signals import IGNORED, unblock_after_fork
+from .threadpool import install as install_threadpool
 from .watchdog import STACK_SIGNAL, install_stack_dumps, start_block_monitor, write_boot_stack
 
 __all__ = ["Worker", "beat_interval", "build_wsgi_stack", "host_server_address",
@@ -254,6 +255,7 @@ class Worker:
         self._install_signals()
         self.status.beat()
         self._drop_privileges()
+        install_threadpool()  # before the app's import can start using the hub's pool
         if self.app is None:
             watch = None
             if self.cfg.timeout:  # just before the watchdog is due: where is the import?

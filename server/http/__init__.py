@@ -25,7 +25,7 @@ One job per module, lowest first (each imports only those above it):
 from __future__ import annotations
 
 from .connection import HTTPConnection
-from .errors import ClientDisconnected, HTTPError
+from .errors import ClientDisconnected, HTTPError, ResponseEnded
 from .limits import Limits
 from .request import HTTPRequest, RequestBody
 from .response import FileWrapper, HTTPResponse
@@ -41,4 +41,5 @@ __all__ = [
     "IdleTimer",
     "Limits",
     "RequestBody",
+    "ResponseEnded",
 ]

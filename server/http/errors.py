@@ -33,6 +33,14 @@ class ClientDisconnected(HTTPError, ConnectionError):
 
 
 
+class ResponseEnded(RuntimeError):
+    """The request this ``write()`` callable or ``wsgi.input`` belongs to has ended.
+
+    Raised to whoever kept them past the end (a child greenlet, a callback): what they would
+    send or read belongs to the connection's *next* request by then (issue 10, hole 1).
+    """
+
+
 def error_body(status: int, reason: str | None) -> bytes:
     """The text/plain body of an error response: status, phrase, and our reason if any."""
     phrase = status_phrase(status)

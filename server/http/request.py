@@ -7,10 +7,17 @@ delivered, so memory is bounded by one receive buffer plus what the app has not 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-__all__ = ["EMPTY_BODY", "BodySource", "EmptyBody", "HTTPRequest", "RequestBody"]
+from .errors import ResponseEnded
+
+__all__ = ["EMPTY_BODY", "BodySource", "EmptyBody", "HTTPRequest", "RequestBody",
+           "refused_after_end"]
+
+#: Where a use of a request's write() or wsgi.input after its end is reported.
+log = logging.getLogger("server.http")
 
 class HTTPRequest:
     """One parsed request head, plus the state of its body as the parser delivers it."""
@@ -21,12 +28,14 @@ class HTTPRequest:
         "chunked",
         "content_length",
         "continue_sent",
+        "ended",
         "environ",
         "expect_continue",
         "http_version",
         "keep_alive",
         "message_complete",
         "method",
+        "request_id",
         "response_started",
         "upgrade",
     )
@@ -64,6 +73,26 @@ class HTTPRequest:
         self.body_received = 0
         #: The parser has seen the end of this request's body (not necessarily read).
         self.message_complete = not chunked and not content_length
+        # End of the request
+        #: The request is over (its response finished, or the handler gave up on it): its
+        #: write() and wsgi.input refuse to be used (see :func:`refused_after_end`).
+        self.ended = False
+        #: Its X-Request-ID, kept for that refusal's log line once the environ is gone.
+        self.request_id: str | None = None
+
+
+def refused_after_end(req: HTTPRequest, what: str) -> ResponseEnded:
+    """Log that ``what`` was attempted after ``req`` ended and return the error to raise.
+
+    The one rule behind hole 1 of issue 10: nothing a request does after its end reaches
+    the connection, which by then carries the next request (late bytes would be read as
+    part of *its* response; a late read would eat *its* body).  An error, not a silent
+    drop: the app has a bug (a child that kept ``write``), and it should hear about it.
+    """
+    rid = req.request_id or req.environ.get("ctxserver.request_id")
+    log.error("%s after the end of its request (%s, request_id=%s): refused", what,
+              req.method, rid)
+    return ResponseEnded(f"{what} after the end of its request (request_id={rid})")
 
 
 class BodySource(Protocol):
@@ -93,6 +122,8 @@ class RequestBody:
 
     def read(self, size: int | None = -1) -> bytes:
         req = self._req
+        if req.ended:
+            raise refused_after_end(req, "wsgi.input read")
         buf = req.body_buffer
         if size is None or size < 0:
             while not req.message_complete:
@@ -108,6 +139,8 @@ class RequestBody:
 
     def readline(self, size: int | None = -1) -> bytes:
         req = self._req
+        if req.ended:
+            raise refused_after_end(req, "wsgi.input read")
         buf = req.body_buffer
         limit = -1 if size is None else size
         start = 0

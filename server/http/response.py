@@ -24,7 +24,7 @@ from .framing import (
     status_has_content,
 )
 from .headers import date_line, encode_headers, parse_status, status_phrase
-from .request import HTTPRequest
+from .request import HTTPRequest, refused_after_end
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -135,7 +135,14 @@ class HTTPResponse:
         return self.write
 
     def write(self, data: bytes) -> None:
-        """PEP 3333 ``write`` callable; also used for every chunk of the app iterable."""
+        """PEP 3333 ``write`` callable; also used for every chunk of the app iterable.
+
+        Raises :class:`~server.http.errors.ResponseEnded` once the response has finished:
+        whoever kept the callable (a child greenlet, a callback) would otherwise write into
+        the connection's next response.
+        """
+        if self._request.ended:
+            raise refused_after_end(self._request, "write()")
         if type(data) is not bytes:
             if isinstance(data, str):
                 raise TypeError("response body must be bytes, not str")
@@ -178,7 +185,11 @@ class HTTPResponse:
         self.finish()
 
     def finish(self) -> None:
-        """End the body: send the head if nothing was written, the last chunk if chunked."""
+        """End the body: send the head if nothing was written, the last chunk if chunked.
+
+        From here on the request has ended: its ``write()`` and ``wsgi.input`` refuse.
+        """
+        self._request.ended = True
         if not self.headers_sent:
             self._send_head(b"", final=True)
         elif self._framing == CHUNKED:
@@ -198,7 +209,8 @@ class HTTPResponse:
             log.debug("%s:%s: closing after this response: %s",
                       conn.remote_addr, conn.remote_port, reason)
 
-    def send_error(self, status: int, reason: str | None = None, *, close: bool = True) -> None:
+    def send_error(self, status: int, reason: str | None = None, *, close: bool = True,
+                   headers: Iterable[tuple[str, str]] = ()) -> None:
         """Answer with a short text/plain error instead (only before the head was sent).
 
         ``close=True`` (protocol errors: the stream may be out of sync) goes through
@@ -206,7 +218,8 @@ class HTTPResponse:
         an application that failed cleanly before responding: the request was framed
         correctly, so the connection may be kept alive under the usual rules -- which is
         also what lets a keep-alive client prove the next request sees nothing of the
-        failed one.
+        failed one. ``headers`` (``close=False`` only) are added, as the server's
+        ``X-Request-ID`` on its own 500: the id a client quotes when it reports the error.
         """
         if self.headers_sent:
             raise RuntimeError("response already started")
@@ -220,7 +233,9 @@ class HTTPResponse:
         self.status_code = status
         phrase = status_phrase(status).encode("latin-1")
         self._status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-        self._header_block = b"Content-Type: text/plain; charset=utf-8\r\n"
+        self._header_block = b"Content-Type: text/plain; charset=utf-8\r\n" + b"".join(
+            b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers)
         self._length = self._length_hint = None
         self._app_close = self._has_date = self._has_server = False
         self._send_head(error_body(status, reason), final=True)
