@@ -256,6 +256,11 @@ class Worker:
         self.status.beat()
         self._drop_privileges()
         install_threadpool()  # before the app's import can start using the hub's pool
+        # gevent's hub re-raises SystemExit/KeyboardInterrupt/SystemError out of *any*
+        # greenlet in the main one, which would end this worker and every request on it: an
+        # app's child greenlet is then reported like any other error. (Ours stop through
+        # the _stop event, never by raising.)
+        gevent.get_hub().SYSTEM_ERROR = ()
         if self.app is None:
             watch = None
             if self.cfg.timeout:  # just before the watchdog is due: where is the import?

@@ -119,6 +119,20 @@ def test_a_base_exception_after_the_head_closes_the_connection(server, name):
     assert server.get("/pid")[2] == pid
 
 
+@pytest.mark.parametrize("name", RAISED)
+def test_a_base_exception_in_a_child_greenlet_of_the_app_spares_the_worker(server, name):
+    """gevent's hub re-raises SystemExit/KeyboardInterrupt of *any* greenlet in the main
+    one, which would end the worker: the worker's hub treats them as any other error."""
+    pid = server.get("/pid")[2]
+    with ThreadPoolExecutor(5) as pool:
+        neighbours = [pool.submit(server.get, "/slow") for _ in range(5)]
+        time.sleep(0.05)
+        assert server.get(f"/spawn-raise/{name}")[0:3:2] == (200, pid)
+        for neighbour in neighbours:
+            assert neighbour.result()[0:3:2] == (200, pid)
+    assert server.get("/pid")[2] == pid
+
+
 # -- 3. headers -----------------------------------------------------------------------------
 
 def test_the_apps_header_list_is_never_mutated(server):

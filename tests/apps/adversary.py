@@ -5,7 +5,7 @@ Routes (raw WSGI, no framework, so nothing between the app and the server hides 
 - ``/pid``: this worker's pid; ``/slow``: the same after 0.3 s (a neighbour in flight).
 - ``/raise/<Name>``: raises ``GreenletExit``, ``SystemExit``, ``KeyboardInterrupt`` or a bare
   ``BaseException`` subclass out of the app, before anything was sent; ``/raise-late/<Name>``
-  after the head and a first chunk.
+  after the head and a first chunk; ``/spawn-raise/<Name>`` in a ``gevent.spawn`` child.
 - ``/late-write/<secret>``: answers, and leaves a child greenlet that keeps the ``write``
   callable and uses it 50 ms after the response ended; ``/late-read`` the same with
   ``wsgi.input``; ``/late-result`` what those children got back (the exception's repr).
@@ -54,6 +54,10 @@ def _text(start_response, body: str, status: str = "200 OK", headers=None):
     return [data]
 
 
+def _raise(kind: type[BaseException]) -> None:
+    raise kind("raised by a child greenlet of the app")
+
+
 def _late(action) -> None:
     gevent.sleep(0.05)
     try:
@@ -86,6 +90,10 @@ def app(environ, start_response):
         return _text(start_response, str(os.getpid()))
     if head == "raise":
         raise RAISABLE[rest]("raised by the app")
+    if head == "spawn-raise":  # a child of the app's own, raising on its own
+        gevent.spawn(_raise, RAISABLE[rest])
+        gevent.sleep(0.01)
+        return _text(start_response, str(os.getpid()))
     if head == "raise-late":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"first chunk")
