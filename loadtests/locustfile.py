@@ -21,11 +21,14 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, User, constant, events, task
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, ResponseContextManager
 from locust.env import Environment
+from locust.exception import CatchResponseError
 
 from loadtests import leak_view, verdict
 from loadtests.probe_check import (
@@ -37,6 +40,7 @@ from loadtests.probe_check import (
     failure_message,
     is_leak_message,
 )
+from loadtests.raw_probes import SHAPES, Outcome, RawConnection
 
 log = logging.getLogger("loadtests")
 
@@ -192,6 +196,49 @@ class ErrorThenProbeUser(ProbeUser):
                 problems.append(Problem("connection", "the connection of the 500",
                                         "a new connection", leak=False))
             self.report(response, name, token, problems)
+
+
+class RawProbeUser(User):
+    """Every shape of :mod:`loadtests.raw_probes` in turn, each on a fresh raw connection:
+    pipelining, HTTP/1.0, partial and ignored bodies, a raising ``close()``, a client that
+    leaves mid-response, a late ``write()``, a ``GreenletExit``, a shared header list,
+    threadpool tasks.  Each answer is one request in locust's statistics (type ``RAW``)."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        url = urlsplit(self.host)
+        self.address = (url.hostname or "127.0.0.1", url.port or 80)
+
+    def record(self, outcome: Outcome) -> None:
+        message = failure_message(outcome.problems)
+        if message is not None and is_leak_message(message):
+            leak_view.view_of(self.environment).record(
+                outcome.name, message, failure_detail(outcome.token, outcome.problems))
+        self.environment.events.request.fire(
+            request_type="RAW", name=outcome.name,
+            response_time=(time.perf_counter() - outcome.started) * 1000,
+            response_length=outcome.length, context={},
+            exception=None if message is None else CatchResponseError(message))
+
+    @task
+    def shapes(self) -> None:
+        for shape in SHAPES:
+            started = time.perf_counter()
+            try:
+                conn = RawConnection(*self.address)
+            except OSError as exc:
+                self.record(Outcome(f"RAW {shape.__name__}", "", [
+                    Problem("connect", "a connection", str(exc), leak=False)], started))
+                continue
+            try:
+                for outcome in shape(conn):  # each recorded as soon as it is judged
+                    self.record(outcome)
+            except OSError as exc:
+                self.record(Outcome(f"RAW {shape.__name__}", "", [
+                    Problem("socket", "the shape's answers", str(exc), leak=False)], started))
+            finally:
+                conn.close()
 
 
 class NegativeControlUser(ProbeUser):

@@ -47,7 +47,8 @@ __all__ = [
 LEAK_PREFIX = "LEAK"
 """First word of every failure message that reports a leak (and of no other)."""
 
-VALUE_KEYS = ("path", "header", "request_id", "g", "local", "stack", "threadlocal")
+VALUE_KEYS = ("path", "header", "request_id", "g", "local", "stack", "threadlocal",
+              "gevent_local", "werkzeug_local", "contextvar", "greenlet_attr", "environ")
 """``values`` entries the contract promises; each must equal the token."""
 
 CHILD_KEYS = ("g", "local", "stack", "header")

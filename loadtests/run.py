@@ -28,14 +28,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from .procs import NotHealthy, free_port, stop_process_group, wait_healthy
+from .procs import NotHealthy, fetch, free_port, stop_process_group, wait_for_zero, wait_healthy
+from .server_metrics import live_after_run
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 REPORTS = ROOT / "reports"
 
 PROBE_USERS = ("KeepAliveProbeUser", "ConnectionCloseProbeUser", "StreamProbeUser",
-               "ErrorThenProbeUser", "FanoutProbeUser")
+               "ErrorThenProbeUser", "FanoutProbeUser", "RawProbeUser")
 """The user classes of a normal run (locust's class selection; a test keeps it in sync)."""
 NEGATIVE_CONTROL_USERS = ("NegativeControlUser",)
 
@@ -43,6 +44,9 @@ SERVER_GRACE = 5.0
 """Seconds the server gets to stop after SIGTERM before its process group is killed."""
 LOCUST_GRACE = 15.0
 """Seconds locust gets to write its reports after being told to stop."""
+SETTLE_SECONDS = 5.0
+"""After the load, how long ``/metrics``' live ctxlocal gauges get to return to 0 (they are
+sampled once a second; orphan children of the last probes live a few ms more)."""
 
 
 class ServerError(RuntimeError):
@@ -146,6 +150,33 @@ def running_server(args: argparse.Namespace) -> Iterator[str]:
         stop_server(server)
 
 
+def live_after_load(url: str, timeout: float = SETTLE_SECONDS) -> float:
+    """What ``/metrics`` still shows live once the load stopped (0 = nothing outlived its
+    request); -1 when ``/metrics`` cannot be read (it is off, or not our server)."""
+    def read() -> float:
+        status, body = fetch(f"{url}/metrics")
+        return live_after_run(body.decode()) if status == 200 else -1
+
+    try:
+        return wait_for_zero(read, timeout=timeout, interval=0.25)
+    except (OSError, ValueError):
+        return -1
+
+
+def judge_after_load(code: int, live: float) -> int:
+    """The run's exit code once ``/metrics`` was read after the load: a pass turns into a
+    fail when values of ended requests are still held (locust could not see that)."""
+    if live > 0:
+        print(f"loadtest: FAIL: {live:g} live ctxlocal entries/contexts in /metrics after the "
+              f"load stopped (values that outlived their request)", flush=True)
+        return code or 1
+    if live == 0:
+        print("loadtest: /metrics after the load: 0 live ctxlocal entries/contexts", flush=True)
+    else:
+        print("loadtest: /metrics not readable after the load: not checked", flush=True)
+    return code
+
+
 class Terminated(Exception):
     """The runner got SIGTERM (CI, a test's timeout): stop everything it started."""
 
@@ -200,9 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.host:
             code = run_locust(locust_command(args, args.host))
+            if not args.negative_control:
+                code = judge_after_load(code, live_after_load(args.host.rstrip("/")))
         else:
             with running_server(args) as url:
                 code = run_locust(locust_command(args, url))
+                if not args.negative_control:
+                    code = judge_after_load(code, live_after_load(url))
     except ServerError as exc:
         log = args.reports / f"{args.name}-server.log"
         tail = log.read_text(errors="replace").splitlines()[-20:]

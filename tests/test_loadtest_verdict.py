@@ -393,7 +393,8 @@ def test_error_message_keeps_other_errors_recognisable() -> None:
 
 ALL_USERS = [locustfile.KeepAliveProbeUser, locustfile.ConnectionCloseProbeUser,
              locustfile.StreamProbeUser, locustfile.ErrorThenProbeUser,
-             locustfile.FanoutProbeUser, locustfile.NegativeControlUser]
+             locustfile.FanoutProbeUser, locustfile.RawProbeUser,
+             locustfile.NegativeControlUser]
 
 
 def selected(*, expect_leaks: bool, named: list[str]) -> list[str]:
@@ -407,8 +408,8 @@ def selected(*, expect_leaks: bool, named: list[str]) -> list[str]:
 def test_the_runner_names_every_probe_class_of_the_locustfile() -> None:
     probes = {c.__name__ for c in ALL_USERS} - set(run.NEGATIVE_CONTROL_USERS)
     defined = {name for name, obj in vars(locustfile).items()
-               if isinstance(obj, type) and issubclass(obj, locustfile.ProbeUser)
-               and not obj.abstract}
+               if isinstance(obj, type) and issubclass(obj, locustfile.User)
+               and obj.__module__ == locustfile.__name__ and not obj.abstract}
     assert set(run.PROBE_USERS) == probes == defined - set(run.NEGATIVE_CONTROL_USERS)
 
 
