@@ -84,7 +84,7 @@ PLANTS: tuple[Plant, ...] = (
     Plant("hole-1-late-write", "hole 1: `write()` accepted after the response ended",
           (("server/http/response.py", """        if self._request.ended:
             raise refused_after_end(self._request, "write()")
-""", ""),), "failures"),
+""", ""),), "leaks"),
     Plant("hole-2-base-exception", "hole 2: only `Exception` caught from the app "
           "(`GreenletExit` passes for a return)",
           (("server/handler.py",

@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from .probe_check import Problem, check_error_status, check_probe_body
+from .probe_check import OTHER_VALUE, Problem, check_error_status, check_probe_body
 from .procs import Response, ResponseReader
 
 __all__ = ["SHAPES", "Outcome", "RawConnection"]
 
-TIMEOUT = 2.0
+TIMEOUT = 5.0
 """Seconds a raw probe waits for an answer (a missing answer is a counted failure)."""
 
 
@@ -47,6 +47,8 @@ class RawConnection:
     def __init__(self, host: str, port: int) -> None:
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
         self.reader = ResponseReader()
+        #: Every byte received, parsed or not (what a late write slipped in shows here).
+        self.received = bytearray()
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -64,6 +66,7 @@ class RawConnection:
             if not data:
                 reader.finish()
                 break
+            self.received += data
             reader.feed(data)
         return reader.responses.pop(0) if reader.responses else None
 
@@ -105,7 +108,7 @@ def judge(outcome: Outcome, response: Response | None, *, expect: int = 200) -> 
     if ids != [outcome.token]:
         outcome.problems.append(Problem("headers.X-Request-ID", [outcome.token], ids,
                                         leak=True, context="x-request-id",
-                                        kind="value of another request"))
+                                        kind=OTHER_VALUE))
     return outcome
 
 
@@ -168,8 +171,14 @@ def late_write(conn: RawConnection) -> Iterator[Outcome]:
                                                                    _token())
     conn.send(request(f"/probe/{first.token}/late-write", first.token))
     yield judge(first, conn.response())
+    mark = len(conn.received)  # the first answer is complete: nothing of it comes later
     conn.send(request(f"/probe/{second.token}?yields=10", second.token))
-    yield judge(second, conn.response())
+    outcome = judge(second, conn.response())
+    if first.token.encode() in conn.received[mark:]:
+        outcome.problems.append(Problem("bytes after the response", "nothing of it",
+                                        "its token", leak=True, context="late write",
+                                        kind=OTHER_VALUE))
+    yield outcome
 
 
 def shared_headers(conn: RawConnection) -> Iterator[Outcome]:
