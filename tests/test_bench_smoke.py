@@ -20,6 +20,7 @@ from bench.__main__ import BENCHMARKS
 from bench.apps import hello
 from bench.server import matrix, report, servers, stats, wrk
 from bench.server import run as bench_run
+from loadtests.probe_check import VALUE_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -306,8 +307,7 @@ def test_missing_wrk_prints_the_install_command_and_exits_non_zero(tmp_path: Pat
 
 
 def probe_payload(token: str = matrix.PROBE_TOKEN, **changes: object) -> bytes:
-    values = {key: token for key in ("path", "header", "request_id", "g", "local", "stack",
-                                     "threadlocal")}
+    values = dict.fromkeys(VALUE_KEYS, token)
     return json.dumps({"token": token, "values": values, "stale": [], **changes}).encode()
 
 
