@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 from . import setting_types as parse_as
 from .config_file import AUTO_CONFIG, ConfigFileError, FileSettings, read_config_file
 from .http.limits import Limits
+from .http.proxy_protocol import MODES as PROXY_MODES
+from .http.tls import server_context
 
 __all__ = ["COMMANDS", "SETTINGS", "Config", "ConfigError", "Setting", "fail", "load_config",
            "shown_default"]
@@ -236,6 +238,48 @@ SETTINGS: tuple[Setting, ...] = (
             "Set an environment variable KEY=VALUE in the server (before the app loads). "
             "Repeatable.", metavar="KEY=VALUE", repeatable=True, short="-e",
             gunicorn="-e, --env", gunicorn_name="raw_env", shown_default="(none)"),
+    # -- Behind a proxy, and TLS (README "Behind a proxy", "TLS")
+    Setting("forwarded_allow_ips", parse_as.trusted_peers, "127.0.0.1,::1",
+            "Peers whose X-Forwarded-Proto/-Ssl/-For and Forwarded headers are believed: "
+            "they set wsgi.url_scheme and REMOTE_ADDR (the rightmost address not in this "
+            "list). Addresses, CIDR networks, or '*' for every peer; unix-socket peers are "
+            "always trusted. From other peers the headers are plain headers. Without a "
+            "setting, the FORWARDED_ALLOW_IPS environment variable (as gunicorn).",
+            metavar="ADDRESSES", gunicorn="--forwarded-allow-ips",
+            vs_gunicorn="X-Forwarded-For / Forwarded for= also set REMOTE_ADDR (gunicorn "
+                        "leaves the proxy's); CIDR networks allowed"),
+    Setting("proxy_protocol", parse_as.choice(*PROXY_MODES), "off",
+            "Accept a PROXY protocol header (HAProxy's v1 text or v2 binary; auto: either) "
+            "from --proxy-allow-from peers: the client address comes from it. A malformed "
+            "or truncated header closes the connection unanswered.",
+            metavar="off|v1|v2|auto", gunicorn="--proxy-protocol"),
+    Setting("proxy_allow_from", parse_as.trusted_peers, "127.0.0.1,::1",
+            "Peers that may send a PROXY protocol header (addresses, CIDR networks, '*'); "
+            "from others a PROXY line is a bad request (400).", metavar="ADDRESSES",
+            gunicorn="--proxy-allow-from", gunicorn_name="proxy_allow_ips"),
+    Setting("root_path", parse_as.root_path, "",
+            "Mount the app under this URL prefix: SCRIPT_NAME is the prefix, PATH_INFO the "
+            "rest of a path under it (a path outside it is passed whole). Without a "
+            "setting, the SCRIPT_NAME environment variable (as gunicorn).", metavar="PATH",
+            shown_default="$SCRIPT_NAME or none",
+            vs_gunicorn="gunicorn has the SCRIPT_NAME variable only, and answers 500 to a "
+                        "path outside it"),
+    Setting("certfile", parse_as.existing_file, "",
+            "Serve HTTPS: the certificate chain (PEM), with the key unless --keyfile is "
+            "given. Applies to every --bind address.", metavar="FILE",
+            gunicorn="--certfile", shown_default="(none)"),
+    Setting("keyfile", parse_as.existing_file, "", "The private key (PEM) of --certfile.",
+            metavar="FILE", gunicorn="--keyfile", shown_default="(none)"),
+    Setting("ca_certs", parse_as.existing_file, "", "CA certificates (PEM) to verify client "
+            "certificates with (see --cert-reqs).", metavar="FILE", gunicorn="--ca-certs",
+            shown_default="(none)"),
+    Setting("cert_reqs", parse_as.cert_reqs, 0,
+            "Client certificates: 0/none (not asked for), 1/optional (verified if sent), "
+            "2/required.", metavar="0|1|2", gunicorn="--cert-reqs"),
+    Setting("ciphers", str, "",
+            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's defaults); "
+            "empty: Python's defaults.", metavar="CIPHERS", gunicorn="--ciphers",
+            shown_default="(Python's)"),
     Setting("unsafe_probe", parse_as.bool, False,
             "Mount the reference app's negative-control endpoint /unsafe/probe/<token>, which "
             "leaks across requests on purpose (for testing the leak detector only).",
@@ -289,6 +333,15 @@ class Config:
     user: int | None = _default("user")
     group: int | None = _default("group")
     env: tuple[str, ...] = _default("env")
+    forwarded_allow_ips: str = _default("forwarded_allow_ips")
+    proxy_protocol: str = _default("proxy_protocol")
+    proxy_allow_from: str = _default("proxy_allow_from")
+    root_path: str = _default("root_path")
+    certfile: str = _default("certfile")
+    keyfile: str = _default("keyfile")
+    ca_certs: str = _default("ca_certs")
+    cert_reqs: int = _default("cert_reqs")
+    ciphers: str = _default("ciphers")
     unsafe_probe: bool = _default("unsafe_probe")
     #: The config file's server hooks, by gunicorn's names (see :mod:`server.hooks`).
     hooks: Mapping[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
@@ -401,12 +454,17 @@ def _conventions(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """gunicorn's (and Heroku's) environment conventions: defaults, below the config file.
 
     ``PORT`` binds ``0.0.0.0:$PORT`` when nothing else sets a bind; ``WEB_CONCURRENCY`` is
-    the default number of workers."""
+    the default number of workers; ``FORWARDED_ALLOW_IPS`` and ``SCRIPT_NAME`` are the
+    defaults of --forwarded-allow-ips and --root-path."""
     found = {}
     if environ.get("PORT"):
         found["bind"] = (f"0.0.0.0:{environ['PORT']}", "PORT")
     if environ.get("WEB_CONCURRENCY"):
         found["workers"] = (environ["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+    for name, variable in (("forwarded_allow_ips", "FORWARDED_ALLOW_IPS"),
+                           ("root_path", "SCRIPT_NAME")):  # gunicorn reads these too
+        if environ.get(variable):
+            found[name] = (environ[variable], variable)
     return found
 
 
@@ -499,6 +557,30 @@ def _check(config: Config) -> None:
     if config.capture_output and config.error_log == "-":
         raise ConfigError("--capture-output needs --error-log PATH (stdout and stderr are "
                           "already where they would go)")
+    _check_tls(config)
+
+
+def _check_tls(config: Config) -> None:
+    """The TLS files load and fit together, so a worker never fails to boot on them."""
+    if not config.certfile:
+        for name in ("keyfile", "ca_certs", "ciphers"):
+            if getattr(config, name):
+                raise ConfigError(f"--{name.replace('_', '-')} needs --certfile")
+        if config.cert_reqs:
+            raise ConfigError("--cert-reqs needs --certfile")
+        return
+    if config.cert_reqs and not config.ca_certs:
+        raise ConfigError("--cert-reqs 1 or 2 needs --ca-certs to verify client "
+                          "certificates with")
+    try:
+        server_context(config.certfile, config.keyfile, config.ca_certs, config.cert_reqs)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--certfile/--keyfile/--ca-certs: cannot load: {exc}") from None
+    if config.ciphers:
+        try:
+            server_context(config.certfile, config.keyfile, "", 0, config.ciphers)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--ciphers: invalid value {config.ciphers!r}: {exc}") from None
 
 
 def fail(message: str) -> NoReturn:

@@ -31,8 +31,8 @@ __all__ = ["AUTO_CONFIG", "GUNICORN_UNSUPPORTED", "FileSettings", "read_config_f
 #: directory (as gunicorn loads ``./gunicorn.conf.py``).
 AUTO_CONFIG = "ctxserver.conf.py"
 
-_TLS = "TLS is not supported yet (terminate it in a proxy in front)"
-_PROXY = "not supported yet"
+_TLS = "not supported: TLS is set by --certfile, --keyfile, --ca-certs, --cert-reqs, --ciphers"
+_PROXY = "not supported: see --forwarded-allow-ips"
 _LOGGING = "logging is configured by --error-log / --log-level / --log-format"
 _HTTP2 = "HTTP/2 is not supported (HTTP/1.1 only)"
 _DIRTY = "gunicorn's dirty arbiters are not supported"
@@ -53,7 +53,6 @@ GUNICORN_UNSUPPORTED: dict[str, str] = {
                   "minus all but --group",
     "tmp_upload_dir": "not supported",
     "secure_scheme_headers": _PROXY,
-    "forwarded_allow_ips": _PROXY,
     "disable_redirect_access_to_syslog": _LOGGING,
     "logger_class": _LOGGING,
     "logconfig": _LOGGING,
@@ -75,18 +74,11 @@ GUNICORN_UNSUPPORTED: dict[str, str] = {
     "raw_paste_global_conf": "PasteDeploy is not supported",
     "pre_exec": "USR2 binary upgrade is not supported, so there is no exec",
     "ssl_context": _TLS,
-    "proxy_protocol": _PROXY,
-    "proxy_allow_ips": _PROXY,
     "protocol": "HTTP only (no uwsgi protocol)",
     "uwsgi_allow_ips": "HTTP only (no uwsgi protocol)",
-    "keyfile": _TLS,
-    "certfile": _TLS,
     "ssl_version": _TLS,
-    "cert_reqs": _TLS,
-    "ca_certs": _TLS,
     "suppress_ragged_eofs": _TLS,
     "do_handshake_on_connect": _TLS,
-    "ciphers": _TLS,
     "http_protocols": _HTTP2,
     "http2_cleartext": _HTTP2,
     "http2_max_concurrent_streams": _HTTP2,
@@ -105,7 +97,6 @@ GUNICORN_UNSUPPORTED: dict[str, str] = {
     "asgi_disconnect_grace_period": "WSGI only",
     "websocket_max_message_size": "WSGI only",
     "http_parser": "the parser is always httptools (llhttp)",
-    "root_path": _PROXY,
     "dirty_apps": _DIRTY,
     "dirty_workers": _DIRTY,
     "dirty_timeout": _DIRTY,

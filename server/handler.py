@@ -30,6 +30,9 @@ from server.http import (
     IdleTimer,
     Limits,
 )
+from server.http.forwarded import TrustedPeers
+from server.http.proxy_protocol import ProxyHeaderError, read_header
+from server.http.tls import TLSHandshakeError, handshake
 
 __all__ = ["ConnectionHandler"]
 
@@ -84,6 +87,11 @@ class ConnectionHandler:
         server_software: str | None = "ctxserver",
         on_response: OnResponse | None = None,
         logger: logging.Logger | None = None,
+        tls: Any = None,
+        proxy_protocol: tuple[int, ...] = (),
+        proxy_allow: TrustedPeers | None = None,
+        forwarded_allow: TrustedPeers | None = None,
+        root_path: str = "",
     ) -> None:
         # Per-server state (one listener's)
         self.app = app
@@ -93,6 +101,16 @@ class ConnectionHandler:
         self.server_software = server_software
         self.on_response = on_response
         self.logger = logger or logging.getLogger(__name__)
+        # Before HTTP: who may say what about the client (README "Behind a proxy", "TLS")
+        #: The listener's SSL context (--certfile...), None for plain HTTP.
+        self.tls = tls
+        #: PROXY protocol versions a trusted peer may send (--proxy-protocol), and who.
+        self.proxy_protocol = proxy_protocol
+        self.proxy_allow = proxy_allow or TrustedPeers()
+        #: Peers whose X-Forwarded-* / Forwarded headers are believed (None: nobody's).
+        self.forwarded_allow = forwarded_allow
+        self.root_path = root_path
+        self.url_scheme = "https" if tls is not None else "http"
         #: Keeps the keep-alive deadlines of all our connections (one timer, not one per wait).
         self._idle_timer = IdleTimer.for_limits(limits)
         self._connections: set[HTTPConnection] = set()
@@ -128,6 +146,12 @@ class ConnectionHandler:
             conn.close_when_idle()
 
     def __call__(self, sock: Any, address: Any) -> None:
+        peer = str(address[0]) if isinstance(address, tuple) and address else ""
+        opened = self._open(sock, address, peer)
+        if opened is None:
+            return
+        sock, address = opened
+        forwarded = self.forwarded_allow
         conn = HTTPConnection(
             sock,
             address,
@@ -136,6 +160,10 @@ class ConnectionHandler:
             server_port=self.server_port,
             server_software=self.server_software,
             idle_timer=self._idle_timer,
+            url_scheme=self.url_scheme,
+            root_path=self.root_path,
+            # trust is the socket peer's (as gunicorn's), whatever a PROXY header said
+            forwarders=forwarded if forwarded is not None and peer in forwarded else None,
         )
         if self.closing:
             conn.close_when_idle(self._drain_deadline)
@@ -147,6 +175,30 @@ class ConnectionHandler:
         finally:
             self._connections.discard(conn)
             conn.close()
+
+    def _open(self, sock: Any, address: Any, peer: str) -> tuple[Any, Any] | None:
+        """What comes before HTTP: the PROXY header (trusted peers only), then the TLS
+        handshake, each within --read-timeout. Returns the socket and the client address
+        to serve, or None when the connection was closed instead (a client's failure,
+        logged; the worker serves on)."""
+        timeout = self.limits.header_timeout
+        if self.proxy_protocol and peer in self.proxy_allow:
+            try:
+                header = read_header(sock, self.proxy_protocol, timeout)
+            except ProxyHeaderError as exc:
+                self.logger.warning("closing connection from %s: %s", peer or "unix", exc)
+                sock.close()
+                return None
+            if header is not None and header.client is not None:
+                address = header.client
+        if self.tls is not None:
+            try:
+                sock = handshake(sock, self.tls, timeout)
+            except TLSHandshakeError as exc:
+                self.logger.debug("closing connection from %s: %s", peer or "unix", exc)
+                sock.close()
+                return None
+        return sock, address
 
     def _serve(self, conn: HTTPConnection) -> None:
         """The keep-alive loop of one connection."""

@@ -10,10 +10,13 @@ import pwd
 from collections.abc import Callable
 
 from .access_format import check_access_format
+from .http.forwarded import TrustedPeers
+from .http.tls import CERT_REQS
 
-__all__ = ["GEVENT_WORKERS", "access_format", "bind", "bool", "choice", "directory", "group",
-           "key_value", "non_negative_float", "non_negative_int", "path_or_off", "positive_float",
-           "positive_int", "umask", "user", "worker_class"]
+__all__ = ["GEVENT_WORKERS", "access_format", "bind", "bool", "cert_reqs", "choice", "directory",
+           "existing_file", "group", "key_value", "non_negative_float", "non_negative_int",
+           "path_or_off", "positive_float", "positive_int", "root_path", "trusted_peers", "umask",
+           "user", "worker_class"]
 
 
 def positive_int(text: str) -> int:
@@ -140,3 +143,30 @@ def key_value(text: str) -> str:
     if not sep or not key.strip():
         raise ValueError("expected KEY=VALUE")
     return text
+
+
+def trusted_peers(text: str) -> str:
+    """gunicorn's ``--forwarded-allow-ips``: addresses, networks (CIDR) and ``*``."""
+    TrustedPeers.parse(text)  # ValueError names the bad entry
+    return ",".join(part.strip() for part in text.split(",") if part.strip())
+
+
+def root_path(text: str) -> str:
+    """A URL path prefix: ``/app`` (a trailing ``/`` is dropped; ``/`` alone means none)."""
+    if text and not text.startswith("/"):
+        raise ValueError("must start with /")
+    return text.rstrip("/")
+
+
+def existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise ValueError("no such file")
+    return text
+
+
+def cert_reqs(text: str) -> int:
+    """gunicorn's ``--cert-reqs`` integers (ssl.CERT_*), or their names."""
+    value = CERT_REQS.get(text.strip().lower())
+    if value is None:
+        raise ValueError("must be 0/none, 1/optional or 2/required")
+    return value

@@ -48,6 +48,9 @@ from .context import ContextMiddleware
 from .handler import ConnectionHandler
 from .hooks import Hooks, with_request_hooks
 from .http import Limits
+from .http.forwarded import TrustedPeers
+from .http.proxy_protocol import MODES as PROXY_MODES
+from .http.tls import server_context
 from .liveness import BOOT_ERROR, WorkerState, WorkerStatus
 from .loader import AppLoadError, load_configured_app
 from .logs import AccessLog, reopen_error_log
@@ -369,17 +372,24 @@ class Worker:
         self._nudge_master()
 
     def _start(self) -> None:
-        limits = limits_from_config(self.cfg)
+        cfg = self.cfg
+        limits = limits_from_config(cfg)
         inner = with_request_hooks(self.app, self, self.hooks)
-        wsgi = build_wsgi_stack(self.app, self.cfg, self.metrics.wsgi_endpoint(self._sample),
-                                self._tracking(inner) if self.cfg.timeout else
+        wsgi = build_wsgi_stack(self.app, cfg, self.metrics.wsgi_endpoint(self._sample),
+                                self._tracking(inner) if cfg.timeout else
                                 inner if inner is not self.app else None)
+        tls = server_context(cfg.certfile, cfg.keyfile, cfg.ca_certs, cfg.cert_reqs,
+                             cfg.ciphers) if cfg.certfile else None
         for listener in self.listeners:
             name, port = _describe(listener)
             handler = ConnectionHandler(
                 _with_host_address(wsgi) if listener.family == socket.AF_UNIX else wsgi,
                 limits, server_name=name, server_port=port, on_response=self._on_response,
-                logger=logging.getLogger("server.http"))
+                logger=logging.getLogger("server.http"), tls=tls,
+                proxy_protocol=PROXY_MODES[cfg.proxy_protocol],
+                proxy_allow=TrustedPeers.parse(cfg.proxy_allow_from),
+                forwarded_allow=TrustedPeers.parse(cfg.forwarded_allow_ips),
+                root_path=cfg.root_path)
             server = StreamServer(listener, handler, spawn=self.pool)
             server.start()
             self.handlers.append(handler)

@@ -8,18 +8,21 @@ ties them to an application is :mod:`server.handler`.
 
 One job per module, lowest first (each imports only those above it):
 
-=============== =========================================================================
-``limits``      :class:`Limits`: how much and how long a client may send
-``headers``     the response head's parts: status line, app headers checked, Date/Server
-``errors``      :class:`HTTPError`, :class:`ClientDisconnected`, error response bytes
-``request``     :class:`HTTPRequest` and its body, ``wsgi.input`` (:class:`RequestBody`)
-``framing``     the two decisions of a response: its body's framing, the connection's reuse
-``response``    :class:`HTTPResponse`: start_response, head + body out, ``close_after``
-``environ``     the WSGI environ of a request, built in one place
-``parser``      httptools callbacks: bytes in, queued requests out, limits enforced
-``transport``   the socket: recv with deadlines (:class:`IdleTimer`), send, sendfile, linger
-``connection``  :class:`HTTPConnection`: parser + transport, the next request, closing
-=============== =========================================================================
+================== ======================================================================
+``limits``         :class:`Limits`: how much and how long a client may send
+``headers``        the response head's parts: status line, app headers checked, Date/Server
+``errors``         :class:`HTTPError`, :class:`ClientDisconnected`, error response bytes
+``request``        :class:`HTTPRequest` and its body, ``wsgi.input`` (:class:`RequestBody`)
+``framing``        the two decisions of a response: its body's framing, the connection's reuse
+``response``       :class:`HTTPResponse`: start_response, head + body out, ``close_after``
+``environ``        the WSGI environ of a request, built in one place; ``mount`` (--root-path)
+``forwarded``      a trusted proxy's word on the client: scheme and address (pure)
+``parser``         httptools callbacks: bytes in, queued requests out, limits enforced
+``transport``      the socket: recv with deadlines (:class:`IdleTimer`), send, sendfile, linger
+``proxy_protocol`` the PROXY v1/v2 header before HTTP: parsed (pure), peeked off the socket
+``tls``            the listener's SSL context and each connection's handshake, with a deadline
+``connection``     :class:`HTTPConnection`: parser + transport, the next request, closing
+================== ======================================================================
 """
 
 from __future__ import annotations

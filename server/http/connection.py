@@ -15,6 +15,7 @@ from typing import Any
 
 from .environ import base_environ, build_environ
 from .errors import ClientDisconnected, HTTPError, error_response
+from .forwarded import TrustedPeers, resolve_client, resolve_scheme
 from .headers import server_line
 from .limits import Limits
 from .parser import RequestParser
@@ -46,6 +47,9 @@ class HTTPConnection:
         server_port: str = "80",
         server_software: str | None = "ctxserver",
         idle_timer: IdleTimer | None = None,
+        url_scheme: str = "http",
+        root_path: str = "",
+        forwarders: TrustedPeers | None = None,
     ) -> None:
         # Per-connection state
         self.address = address
@@ -58,7 +62,10 @@ class HTTPConnection:
             self.remote_addr, self.remote_port = "", ""
         self.server_line = server_line(server_software)
         self.keep_alive_allowed = limits.keep_alive > 0
-        self._environ_base = base_environ(server_name, str(server_port))
+        self._environ_base = base_environ(server_name, str(server_port), url_scheme, root_path)
+        #: Set when the peer is a trusted proxy (``--forwarded-allow-ips``): then its
+        #: forwarded headers say who the client is, walking the chain through these.
+        self._forwarders = forwarders
         self._parser = RequestParser(limits, self._make_environ)
         self._accepted_at = monotonic()
         self._served = 0
@@ -186,9 +193,25 @@ class HTTPConnection:
 
     def _make_environ(self, req: HTTPRequest, url: bytes, headers: dict[str, str]) -> None:
         """The parser's callback for a complete head: give the request its environ."""
-        req.environ = build_environ(
+        environ = build_environ(
             self._environ_base, self.remote_addr, self.remote_port, req, url, headers, self
         )
+        if self._forwarders is not None:
+            self._apply_forwarded(environ, headers, self._forwarders)
+        req.environ = environ
+
+    @staticmethod
+    def _apply_forwarded(environ: dict[str, Any], headers: dict[str, str],
+                         trusted: TrustedPeers) -> None:
+        """A trusted proxy's word on the client: into this request's environ only (the
+        connection's own address is never changed, so nothing carries to the next)."""
+        scheme = resolve_scheme(headers)
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+        client = resolve_client(headers, trusted)
+        if client is not None:
+            environ["REMOTE_ADDR"] = client[0]
+            environ["REMOTE_PORT"] = client[1] or "0"
 
     # -- writing
 

@@ -20,7 +20,7 @@ from .errors import HTTPError
 from .request import EMPTY_BODY, BodySource, HTTPRequest, RequestBody
 from .response import FileWrapper
 
-__all__ = ["ENV_KEYS", "base_environ", "build_environ", "env_key", "split_target"]
+__all__ = ["ENV_KEYS", "base_environ", "build_environ", "env_key", "mount", "split_target"]
 
 #: Header name -> environ key (None: dropped), filled by :func:`env_key`; the parser reads
 #: it first, so a known name costs one dict lookup.
@@ -74,24 +74,40 @@ def split_target(raw: bytes) -> tuple[str, str]:
     return path.decode("latin-1"), query.decode("latin-1")
 
 
-_BASE_ENVIRONS: dict[tuple[str, str], dict[str, Any]] = {}
+def mount(path: str, root_path: str) -> tuple[str, str]:
+    """(SCRIPT_NAME, PATH_INFO) of a request for ``path`` to an app mounted at ``root_path``.
+
+    1. Under the prefix -- ``path`` is ``root_path`` or continues it with ``/`` (segments,
+       not characters: ``/apix`` is not under ``/api``) -- the prefix moves to SCRIPT_NAME.
+    2. Outside it, PATH_INFO is the whole path and SCRIPT_NAME still the prefix: the proxy
+       in front already stripped it (nginx ``proxy_pass http://app/;``), and the app
+       builds its URLs under the prefix all the same. (gunicorn answers 500 here; uvicorn's
+       ``--root-path`` means the same as this.)
+    """
+    if path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
+        return root_path, path[len(root_path) :]
+    return root_path, path
 
 
-def base_environ(server_name: str, server_port: str) -> dict[str, Any]:
+_BASE_ENVIRONS: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+
+
+def base_environ(server_name: str, server_port: str, url_scheme: str = "http",
+                 script_name: str = "") -> dict[str, Any]:
     """The environ keys that are the same for every request to one listener.
 
     Shared by its connections (never handed out: each request gets a copy), so that an
     idle keep-alive connection does not hold a dict of its own.
     """
-    key = (server_name, server_port)
+    key = (server_name, server_port, url_scheme, script_name)
     base = _BASE_ENVIRONS.get(key)
     if base is None:
         base = {
-            "SCRIPT_NAME": "",
+            "SCRIPT_NAME": script_name,
             "SERVER_NAME": server_name,
             "SERVER_PORT": server_port,
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",  # a TLS listener will be keyed by its own scheme
+            "wsgi.url_scheme": url_scheme,
             "wsgi.multithread": False,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
@@ -119,6 +135,8 @@ def build_environ(
     where ``wsgi.input`` reads more of the body from.
     """
     path, query = split_target(target)
+    if base["SCRIPT_NAME"]:  # --root-path: the app is mounted under a prefix
+        path = mount(path, base["SCRIPT_NAME"])[1]
     raw_uri = target.decode("latin-1")
     # A copy of the listener's constant part (a fast clone of a dict) and the per-request
     # keys on top: cheaper than one dict display with all of them (bench/results/server.md

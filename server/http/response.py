@@ -316,6 +316,8 @@ class HTTPResponse:
 
     def _sendfile(self, wrapper: FileWrapper) -> bool:
         """Send a regular file with os.sendfile; False to fall back to iterating it."""
+        if self._conn.transport.tls:
+            return False  # the kernel would send the file unencrypted
         filelike = wrapper.filelike
         try:
             fd = filelike.fileno()

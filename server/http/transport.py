@@ -90,7 +90,7 @@ class Transport:
     ``closed`` once :meth:`close` ran.
     """
 
-    __slots__ = ("_sock_timeout", "closed", "eof", "idle_timer", "limits", "sock")
+    __slots__ = ("_sock_timeout", "closed", "eof", "idle_timer", "limits", "sock", "tls")
 
     def __init__(
         self, sock: socket.socket, limits: Limits, idle_timer: IdleTimer | None = None
@@ -104,6 +104,11 @@ class Transport:
         self._sock_timeout: float | None = None
         self.eof = False
         self.closed = False
+        #: A TLS socket (gevent's SSLSocket): the kernel's sendfile would bypass the
+        #: encryption. Its idle waits on the raw socket are sound: one recv of RECV_SIZE
+        #: takes a whole TLS record (at most 16 KiB), and OpenSSL reads no further ahead,
+        #: so no decrypted byte is left waiting while the socket looks idle.
+        self.tls = hasattr(sock, "pending")
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # Without it Nagle + delayed ACK hold back each small response of a keep-alive
             # connection until the client's delayed-ACK timer fires.

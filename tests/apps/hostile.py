@@ -97,6 +97,9 @@ def app(environ, start_response):
         seconds = min(max(seconds, 0.0), 30.0) if math.isfinite(seconds) else 1.0
         gevent.sleep(seconds)
         return _send(start_response, "200 OK", b"slept\n")
+    if name == "who":  # who the server says the client is (forwarded headers, PROXY, mount)
+        return _json(start_response, {key: environ.get(key) for key in (
+            "wsgi.url_scheme", "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_NAME", "PATH_INFO")})
     if name == "request-id":
         return _json(start_response, {"request_id": environ.get("ctxserver.request_id")})
     return _send(start_response, "404 Not Found", b"not found\n")
