@@ -35,6 +35,7 @@ from server.http import (
     HTTPResponse,
     Limits,
 )
+from server.http.parser import RequestParser
 from tests import corpus
 from tests.inprocess import CLIENT_TIMEOUT, TEST_LIMITS, Server
 
@@ -900,3 +901,33 @@ def test_valid_requests_round_trip(
         expected[key] = expected[key] + "," + value if key in expected else value
     assert {k: environ[k] for k in expected} == expected
     assert len(_parse_all(raw + raw)) == 2  # and the same again, pipelined
+
+
+# ------------------------------------------------------- methods llhttp does not know
+
+def _parsed(*pieces: bytes) -> tuple[list[str], HTTPError | None]:
+    """The methods of the requests a RequestParser makes of ``pieces``, and its error."""
+    methods: list[str] = []
+    parser = RequestParser(Limits(), lambda req, url, headers: methods.append(req.method))
+    for piece in pieces:
+        parser.feed(piece)
+    return methods, parser.error
+
+
+@pytest.mark.parametrize(("pieces", "methods", "error"), [
+    ((b"FOO / HTTP/1.1\r\n\r\n",), ["FOO"], None),
+    ((b"\r\nFOO / HTTP/1.1\r\n\r\n",), ["FOO"], None),  # after an empty line llhttp skips
+    ((b"FOO / HT", b"TP/1.1\r\n\r\n"), ["FOO"], None),  # the head completes later
+    ((b"FOO / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",), ["FOO", "GET"], None),
+    ((b"FOO / HTTP/1.1\r\n\r\n", b"BAR / HTTP/1.1\r\n\r\n"), ["FOO", "BAR"], None),
+    # what is not retried: not a conventional token, or pipelined behind another request
+    ((b"get / HTTP/1.1\r\n\r\n",), [], 400),
+    ((b"FO\x01 / HTTP/1.1\r\n\r\n",), [], 400),
+    ((b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n",), [], 400),
+    ((b"GET / HTTP/1.1\r\n\r\nFOO / HTTP/1.1\r\n\r\n",), ["GET"], 400),
+])
+def test_methods_llhttp_does_not_know(pieces: tuple[bytes, ...], methods: list[str],
+                                      error: int | None) -> None:
+    got, exc = _parsed(*pieces)
+    assert got == methods
+    assert (exc.status if exc else None) == error

@@ -20,7 +20,8 @@ from .errors import HTTPError
 from .request import EMPTY_BODY, BodySource, HTTPRequest, RequestBody
 from .response import FileWrapper
 
-__all__ = ["ENV_KEYS", "base_environ", "build_environ", "env_key", "mount", "split_target"]
+__all__ = ["ENV_KEYS", "base_environ", "build_environ", "env_key", "mount", "split_target",
+           "target_authority"]
 
 #: Header name -> environ key (None: dropped), filled by :func:`env_key`; the parser reads
 #: it first, so a known name costs one dict lookup.
@@ -89,6 +90,16 @@ def mount(path: str, root_path: str) -> tuple[str, str]:
     return root_path, path
 
 
+def target_authority(raw: bytes) -> str:
+    """The host[:port] of an absolute-form target: RFC 9112 3.2.2 says it overrides Host
+    ("the origin server MUST ignore the received Host header field ... and instead use the
+    host information of the request-target"). Userinfo is not part of it."""
+    authority = raw.partition(b"://")[2]
+    for end in (b"/", b"?", b"#"):
+        authority = authority.partition(end)[0]
+    return authority.rpartition(b"@")[2].decode("latin-1")
+
+
 _BASE_ENVIRONS: dict[tuple[str, str, str, str], dict[str, Any]] = {}
 
 
@@ -154,4 +165,6 @@ def build_environ(
     )
     environ["wsgi.errors"] = sys.stderr
     environ.update(headers)
+    if target[:1] != b"/" and b"://" in target:
+        environ["HTTP_HOST"] = target_authority(target)
     return environ

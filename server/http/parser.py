@@ -19,19 +19,36 @@ overflowing chunk sizes, ``chunked`` not last in Transfer-Encoding, raw 8-bit by
 the request target, and the HTTP/2 preface (which we map to 505). What this module checks
 on top: URI length (414), header block size and count (431), body size (413),
 Transfer-Encoding codings other than ``chunked`` (501), HTTP/0.9 and HTTP/2.0 request
-lines (505), more than one Host header (400), and header names containing ``_`` (dropped;
-see :func:`server.http.environ.env_key`). Timeouts (408) are the connection's. Deliberately
+lines (505), more than one Host header (400), the ``*`` target with any method but
+OPTIONS (400, RFC 9112 3.2.4), and header names containing ``_`` (dropped; see
+:func:`server.http.environ.env_key`). Timeouts (408) are the connection's. Deliberately
 lenient: a missing Host header is accepted.
+
+Where llhttp is stricter than RFC 9112, and what we do about it:
+
+- **Methods.** llhttp knows a fixed list; RFC 9110 9.1 allows any token. A request whose
+  method llhttp refused is retried (:meth:`RequestParser._retry_method`): if the method is
+  a token by gunicorn's conventional rule (upper case, 3 to 20 characters, see
+  :func:`conventional_method`), a fresh llhttp is fed the same bytes with ``GET`` in its
+  place and the app gets the real method. This costs nothing on the path of known
+  methods (it runs only after llhttp's error), and applies when the request begins a
+  receive (what every non-pipelining client does); an unknown method pipelined behind
+  another request in the same receive is still a 400.
+- **Chunk extensions.** ``lenient_spaces_after_chunk_size`` lets BWS stand between the
+  chunk size and ``;`` (``5 ;a=b``, RFC 9112 7.1.1). llhttp has no way to accept BWS
+  *after* the ``;`` or around ``=`` (``5; a = b``): those remain a 400.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httptools
 from httptools import (
     HttpParserCallbackError,
     HttpParserError,
+    HttpParserInvalidMethodError,
     HttpParserUpgrade,
 )
 
@@ -40,13 +57,37 @@ from .errors import HTTPError
 from .limits import RECV_SIZE, Limits
 from .request import HTTPRequest
 
-__all__ = ["RequestParser"]
+__all__ = ["RequestParser", "conventional_method"]
 
 _HTTP_VERSIONS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _METHODS = {
     m.encode(): m
     for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
 }
+
+
+#: RFC 9110 5.6.2 tchar without lower case and "#", 3 to 20 of them: gunicorn's rule for a
+#: method (what every IANA-registered method satisfies). Lower case is refused because
+#: front-ends disagree on whether ``get`` is ``GET``.
+_CONVENTIONAL_METHOD = re.compile(rb"[!$%&'*+\-.^_`|~0-9A-Z]{3,20}").fullmatch
+#: What llhttp is shown instead of a method it does not know: framing is the same for
+#: every method but CONNECT, which llhttp treats as an upgrade.
+_STAND_IN_METHOD = b"GET"
+
+
+def conventional_method(method: bytes) -> bool:
+    """Whether a method llhttp does not know is one we pass to the app (it may 405/501).
+
+    ``PROXY`` is not: a PROXY protocol header where none is allowed is a bad request.
+    """
+    return _CONVENTIONAL_METHOD(method) is not None and method != b"PROXY"
+
+
+def new_llhttp(protocol: object) -> httptools.HttpRequestParser:
+    """An llhttp request parser, strict but for BWS before a chunk extension's ``;``."""
+    parser = httptools.HttpRequestParser(protocol)
+    parser.set_dangerous_leniencies(lenient_spaces_after_chunk_size=True)
+    return parser
 
 
 def _map_parser_error(exc: HttpParserError) -> HTTPError:
@@ -71,10 +112,12 @@ class RequestParser:
         "_headers",
         "_limits",
         "_make_environ",
+        "_method",
         "_msg",
         "_resume",
         "_size",
         "_url",
+        "begun",
         "error",
         "in_message",
         "last",
@@ -87,7 +130,7 @@ class RequestParser:
     def __init__(self, limits: Limits, make_environ: Callable[[HTTPRequest, bytes, dict], None]):
         self._limits = limits
         self._make_environ = make_environ
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = new_llhttp(self)
         # A list, not a deque: an empty deque already allocates a block of 64 slots, held
         # by every idle keep-alive connection (bench/results/server.md: RSS per idle one);
         # the queue is short (at most what one recv carried) and popped at 0.
@@ -109,11 +152,20 @@ class RequestParser:
         self._size = 0
         self._content_length: int | None = None
         self._chunked = False
+        #: The real method of the current message, when llhttp was shown a stand-in.
+        self._method: bytes | None = None
+        #: Messages begun during the current feed (see _retry_method).
+        self.begun = 0
 
     def feed(self, data: bytes | memoryview) -> None:
         """Parse ``data``; never raises protocol errors, records them in ``self.error``."""
+        starts_message = not self.in_message
+        self.begun = 0
         try:
             self.parser.feed_data(data)
+        except HttpParserInvalidMethodError as exc:
+            if not (starts_message and self.begun == 1 and self._retry_method(data)):
+                self.fail(_map_parser_error(exc))
         except HttpParserCallbackError as exc:
             cause = exc.__context__
             if not isinstance(cause, HTTPError):
@@ -128,6 +180,20 @@ class RequestParser:
                 self.stall += len(data)
                 if self.stall > self._limits.max_header_size + RECV_SIZE:
                     self.fail(HTTPError(431, "header field too large"))
+
+    def _retry_method(self, data: bytes | memoryview) -> bool:
+        """llhttp refused the method of a request that began this feed: if it is one we
+        accept, parse the same bytes again with a stand-in method. False: refuse it."""
+        raw = bytes(data)
+        start = len(raw) - len(raw.lstrip(b"\r\n"))  # llhttp skips empty lines first
+        method, sep, _ = raw[start : start + 21].partition(b" ")
+        if not sep or not conventional_method(method):
+            return False
+        self.parser = new_llhttp(self)  # the old one is stuck in its error state
+        self.in_message = False
+        self._method = method  # taken by on_headers_complete
+        self.feed(raw[:start] + _STAND_IN_METHOD + raw[start + len(method) :])
+        return True
 
     def _upgrade(self, rest: bytes | memoryview) -> None:
         """Upgrade/CONNECT request: answer it in HTTP/1.1 (we switch no protocol), then close.
@@ -148,7 +214,7 @@ class RequestParser:
             return
         req.message_complete = False
         self._resume = req
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = new_llhttp(self)
         framing = (
             b"Transfer-Encoding: chunked"
             if req.chunked
@@ -165,6 +231,7 @@ class RequestParser:
     # -- httptools callbacks
 
     def on_message_begin(self) -> None:
+        self.begun += 1
         self.in_message = True
         self.stall = 0
         self._msg = None
@@ -224,8 +291,14 @@ class RequestParser:
         version = _HTTP_VERSIONS.get(parser.get_http_version())
         if version is None:
             raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
-        raw_method = parser.get_method()
+        raw_method = self._method
+        if raw_method is None:
+            raw_method = parser.get_method()
+        else:
+            self._method = None
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
+        if self._url == b"*" and method != "OPTIONS":
+            raise HTTPError(400, "the * target is for OPTIONS only (RFC 9112 3.2.4)")
         length = self._content_length
         limit = self._limits.max_body_size
         if limit and length is not None and length > limit:
