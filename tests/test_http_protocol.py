@@ -931,3 +931,28 @@ def test_methods_llhttp_does_not_know(pieces: tuple[bytes, ...], methods: list[s
     got, exc = _parsed(*pieces)
     assert got == methods
     assert (exc.status if exc else None) == error
+
+
+HOP_BY_HOP = [("Connection", "keep-alive"), ("Keep-Alive", "timeout=99"), ("Upgrade", "h2c"),
+              ("Transfer-Encoding", "gzip"), ("TE", "trailers"), ("Trailer", "X-Sum"),
+              ("Proxy-Authenticate", "Basic"), ("proxy-connection", "keep-alive")]
+
+
+def test_hop_by_hop_headers_of_the_app_are_dropped_with_one_warning_per_route(
+        serve: Callable[..., Server], caplog: Any) -> None:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), *HOP_BY_HOP,
+                                  ("X-Kept", "1")])
+        return [b"body"]
+
+    client = serve(app).connect()
+    for path in ("/hop/a", "/hop/a", "/hop/b"):
+        resp = client.get(path)
+        assert (resp.status, resp.body, resp.header("X-Kept")) == (200, b"body", "1")
+        names = {line.split(b":")[0].lower() for line in resp.head.split(b"\r\n")[1:]}
+        assert names.isdisjoint({n.lower().encode() for n, _ in HOP_BY_HOP}), resp.head
+        assert resp.header("Content-Length") == "4"  # our framing, not the app's gzip
+    warnings_for = {path: [r for r in caplog.records if f"for {path}:" in r.getMessage()]
+                    for path in ("/hop/a", "/hop/b")}
+    assert [len(records) for records in warnings_for.values()] == [len(HOP_BY_HOP)] * 2
+    assert all(r.levelname == "WARNING" for records in warnings_for.values() for r in records)

@@ -14,7 +14,8 @@ from http import HTTPStatus
 from time import time
 from typing import Any
 
-__all__ = ["date_line", "encode_headers", "parse_status", "server_line", "status_phrase"]
+__all__ = ["HopByHopWarnings", "date_line", "encode_headers", "parse_status", "server_line",
+           "status_phrase"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _STATUS = re.compile(r"([1-9][0-9][0-9])(?: ([^\x00\r\n]*))?").fullmatch
@@ -71,9 +72,14 @@ def parse_status(status: str) -> tuple[int, bytes]:
 
 
 # What a response header name means to the server; anything else is passed on as it is.
-_PLAIN, _CONTENT_LENGTH, _CONNECTION, _TRANSFER_ENCODING, _DATE, _SERVER = range(6)
+_PLAIN, _CONTENT_LENGTH, _CONNECTION, _HOP_BY_HOP, _DATE, _SERVER = range(6)
 _SPECIAL_NAMES = {"content-length": _CONTENT_LENGTH, "connection": _CONNECTION,
-                  "transfer-encoding": _TRANSFER_ENCODING, "date": _DATE, "server": _SERVER}
+                  "date": _DATE, "server": _SERVER,
+                  # Hop-by-hop (RFC 9110 7.6.1), which PEP 3333 forbids an application to
+                  # send: the connection is the server's. Trailer announces trailers we never
+                  # send; Proxy-* are a proxy's (see _name_kind).
+                  "transfer-encoding": _HOP_BY_HOP, "keep-alive": _HOP_BY_HOP,
+                  "upgrade": _HOP_BY_HOP, "te": _HOP_BY_HOP, "trailer": _HOP_BY_HOP}
 #: Header names already validated (a valid token), and their kind. Names repeat on every
 #: response; bounded all the same.
 _NAME_KINDS: dict[str, int] = {}
@@ -87,7 +93,8 @@ def _name_kind(name: str) -> int:
         return kind
     if not _TOKEN(name):
         raise ValueError(f"invalid header name {name!r}")
-    kind = _SPECIAL_NAMES.get(name.lower(), _PLAIN)
+    lowered = name.lower()
+    kind = _HOP_BY_HOP if lowered.startswith("proxy-") else _SPECIAL_NAMES.get(lowered, _PLAIN)
     if len(_NAME_KINDS) < _NAME_KINDS_MAX:
         _NAME_KINDS[name] = kind
     return kind
@@ -107,25 +114,21 @@ def _asks_close(value: str) -> bool:
     return "close" in (t.strip() for t in value.lower().split(","))
 
 
-def _check_transfer_encoding(value: str) -> None:
-    """Only ``chunked``, which our own framing provides when it is the right one."""
-    if value.strip().lower() != "chunked":
-        raise ValueError(f"unsupported Transfer-Encoding {value!r}")
-
-
 def encode_headers(
     headers: Iterable[tuple[str, str]],
-) -> tuple[bytes, int | None, bool, bool, bool]:
+) -> tuple[bytes, int | None, bool, bool, bool, tuple[str, ...]]:
     """Validate application headers and encode them.
 
     Returns (header block, Content-Length or None, app asked to close, has Date, has
-    Server). Hop-by-hop ``Connection`` and ``Transfer-Encoding`` headers are the
-    server's business: ``Connection: close`` is honoured, ``Transfer-Encoding: chunked``
-    is left to our own framing; both are dropped from the block.
+    Server, hop-by-hop names dropped). Hop-by-hop headers are the server's business and
+    never reach the client: ``Connection: close`` is honoured (then dropped, as any
+    Connection header), the others -- ``Transfer-Encoding``, ``Keep-Alive``, ``Upgrade``,
+    ``TE``, ``Trailer``, ``Proxy-*`` -- are dropped; the caller warns about all of them.
     """
     lines = []
     length = None
     close = has_date = has_server = False
+    dropped: list[str] = []
     for name, value in headers:
         if type(name) is not str or type(value) is not str:
             raise TypeError(f"header {name!r}: names and values must be str")
@@ -140,12 +143,39 @@ def encode_headers(
             length = _content_length(value, length)
         elif kind == _CONNECTION:
             close = close or _asks_close(value)
-        elif kind == _TRANSFER_ENCODING:
-            _check_transfer_encoding(value)
+            dropped.append(name)
+        elif kind == _HOP_BY_HOP:
+            dropped.append(name)
         else:  # Date or Server: passed on as the app sent it, and we add none of our own
             has_date = has_date or kind == _DATE
             has_server = has_server or kind == _SERVER
             lines.append(f"{name}: {value}\r\n")
     if length is not None:
         lines.append(f"Content-Length: {length}\r\n")
-    return "".join(lines).encode("latin-1"), length, close, has_date, has_server
+    block = "".join(lines).encode("latin-1")
+    return block, length, close, has_date, has_server, tuple(dropped)
+
+
+class HopByHopWarnings:
+    """Warns once per (route, header name) that an application sent a hop-by-hop header.
+
+    A route is what the server can see of one: SCRIPT_NAME + PATH_INFO. Bounded, since an
+    app with ids in its paths has as many "routes" as requests: past ``limit`` the last
+    warning says that no more will come.
+    """
+
+    def __init__(self, logger: Any, limit: int = 256) -> None:
+        self.logger = logger
+        self.limit = limit
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, route: str, names: tuple[str, ...]) -> None:
+        for name in names:
+            key = (route, name.lower())
+            if key in self.seen or len(self.seen) > self.limit:
+                continue
+            self.seen.add(key)
+            more = " (no more such warnings)" if len(self.seen) > self.limit else ""
+            self.logger.warning(
+                "the application sent the hop-by-hop header %r for %s: dropped (PEP 3333 "
+                "leaves the connection to the server)%s", name, route or "/", more)

@@ -23,7 +23,7 @@ from .framing import (
     close_reason,
     status_has_content,
 )
-from .headers import date_line, encode_headers, parse_status, status_phrase
+from .headers import HopByHopWarnings, date_line, encode_headers, parse_status, status_phrase
 from .request import HTTPRequest, refused_after_end
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ COALESCE_LIMIT = 65536
 
 #: Where close_after() says why a connection is not kept alive (at debug level).
 log = logging.getLogger("server.http")
+#: Hop-by-hop headers an application sent: one warning per route and header.
+warn_hop_by_hop = HopByHopWarnings(log)
 
 
 class FileWrapper:
@@ -124,7 +126,11 @@ class HTTPResponse:
         elif self._status_line is not None:
             raise RuntimeError("start_response() called twice without exc_info")
         code, line = parse_status(status)
-        block, length, close, has_date, has_server = encode_headers(headers)
+        block, length, close, has_date, has_server, dropped = encode_headers(headers)
+        if dropped:
+            environ = self._request.environ
+            warn_hop_by_hop(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+                            dropped)
         self.status_code = code
         self._status_line = line
         self._header_block = block
