@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import arena, ceiling, local, profile, server, supervision
+from bench import arena, ceiling, local, profile, server, supervision, tls
 
 BENCHMARKS: dict[str, Callable[[str], int]] = {
     "local": local.main,
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[str], int]] = {
     "supervision": supervision.main,
     "ceiling": lambda command: ceiling.main([], command),
     "profile": lambda command: profile.main([], command),
+    "tls": tls.main,
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench import server as bench_server
+from bench import tls
 from bench.__main__ import BENCHMARKS
 from bench.apps import hello
 from bench.server import matrix, report, servers, stats, wrk
@@ -398,3 +399,20 @@ print(json.dumps(out))
     out = json.loads(done.stdout)
     assert out["ours"] == out["ref"]
     assert out["status"] == {"500": 3.0, "200": 5.0}
+
+
+def test_tls_bench_commands_and_report_on_made_up_numbers() -> None:
+    """``python -m bench tls``: HTTPS servers get the run's certificate; the report has a
+    row per server and scheme and HTTPS as a share of HTTP (no timed run here)."""
+    https = tls.command("ours", "https", 8443, ("/c/cert.pem", "/c/key.pem"))
+    assert https[-5:] == ["--certfile", "/c/cert.pem", "--keyfile", "/c/key.pem",
+                          "bench.apps:hello"]
+    assert "--certfile" not in tls.command("gunicorn", "http", 8080, ("c", "k"))
+    sample = {"rps": 1000.0, "p50_ms": 1.0, "p99_ms": 5.0, "errors": 0, "wrk": "wrk"}
+    data = {"samples": {f"{s}/{c}": [dict(sample, rps=1000.0 if c == "http" else 800.0)]
+                        for s in tls.SERVERS for c in tls.SCHEMES},
+            "commands": {"ours/https": "python -m server --certfile $CERTS/cert.pem"}}
+    args = tls.build_parser().parse_args(["--rounds", "1"])
+    text = tls.report(data, args, "python -m bench tls")
+    assert "| ctxserver | https | 800 | 1.00 | 5.00 | 80% | 0 |" in text
+    assert "ours serves 1.00\u00d7 gunicorn" in text
