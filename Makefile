@@ -15,7 +15,7 @@ PURE_SERVER_TESTS := tests/test_accelerators.py tests/test_server_lifecycle.py \
 	tests/test_server_context.py tests/test_connection.py tests/test_http_protocol.py \
 	tests/test_http_framing.py tests/test_server_limits.py tests/test_metrics.py tests/test_app.py
 
-.PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down speedups
+.PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down speedups gunicorn-corpus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ down:
 # Hostile input, slow clients, faults: prints the case / expected / got table.
 reliability: $(STAMP)
 	$(PY) -m tests.reliability_report
+
+# gunicorn's own tests/requests corpus against our parser (fetches the gunicorn sdist; on demand).
+gunicorn-corpus: $(STAMP)
+	$(PY) scripts/gunicorn_corpus.py $(ARGS)
 
 bench: $(STAMP) speedups
 	$(PY) -m bench $(ARGS)
