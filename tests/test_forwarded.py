@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from server.config import load_config
 from server.http.forwarded import (
     TrustedPeers,
     parse_forwarded,
@@ -223,3 +224,14 @@ def test_forwarded_allow_ips_can_trust_nobody(tmp_path: Any) -> None:
 def test_bad_values_are_one_line(args: list[str], message: str) -> None:
     result = run_cli(*args, "--bind", "127.0.0.1:0")
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_gunicorns_environment_variables_are_read_after_ours() -> None:
+    """FORWARDED_ALLOW_IPS and SCRIPT_NAME, as gunicorn reads them; SERVER_* wins."""
+    config, _ = load_config([], {"FORWARDED_ALLOW_IPS": "10.0.0.0/8", "SCRIPT_NAME": "/app/"})
+    assert (config.forwarded_allow_ips, config.root_path) == ("10.0.0.0/8", "/app")
+    config, _ = load_config([], {"FORWARDED_ALLOW_IPS": "10.0.0.0/8",
+                                 "SERVER_FORWARDED_ALLOW_IPS": "*"})
+    assert config.forwarded_allow_ips == "*"
+    config, _ = load_config(["--root-path", "/"], {"SCRIPT_NAME": "/app"})
+    assert config.root_path == ""
