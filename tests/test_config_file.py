@@ -143,7 +143,7 @@ def test_unsupported_and_unknown_names_are_one_warning_each(tmp_path):
         from server import g, request_id
         from os.path import join as threads_helper
         threads = 4
-        certfile = "/etc/ssl/cert.pem"
+        ssl_version = 2
         daemon = True
         wokers = 3
         bind_host = "0.0.0.0"
@@ -159,8 +159,8 @@ def test_unsupported_and_unknown_names_are_one_warning_each(tmp_path):
     assert warnings == [
         f"{path}: gunicorn setting 'threads' is not supported, ignored: gevent greenlets "
         "instead of threads",
-        f"{path}: gunicorn setting 'certfile' is not supported, ignored: TLS is not "
-        "supported yet (terminate it in a proxy in front)",
+        f"{path}: gunicorn setting 'ssl_version' is not supported, ignored: not supported: "
+        "TLS is set by --certfile, --keyfile, --ca-certs, --cert-reqs, --ciphers",
         f"{path}: gunicorn setting 'daemon' is not supported, ignored: run it under "
         "systemd, a container or supervisord",
         f"{path}: unknown setting 'wokers' ignored (did you mean 'workers'?)",

@@ -235,3 +235,12 @@ def test_gunicorns_environment_variables_are_read_after_ours() -> None:
     assert config.forwarded_allow_ips == "*"
     config, _ = load_config(["--root-path", "/"], {"SCRIPT_NAME": "/app"})
     assert config.root_path == ""
+
+
+def test_a_gunicorn_config_file_sets_them_by_gunicorns_names(tmp_path: Any) -> None:
+    conf = tmp_path / "gunicorn.conf.py"
+    conf.write_text('forwarded_allow_ips = "10.0.0.0/8"\nproxy_protocol = "v2"\n'
+                    'proxy_allow_ips = "*"\nroot_path = "/api"\ncert_reqs = 0\n')
+    config, _ = load_config(["-c", str(conf)], {})
+    assert (config.forwarded_allow_ips, config.proxy_protocol, config.proxy_allow_from,
+            config.root_path) == ("10.0.0.0/8", "v2", "*", "/api")
