@@ -39,7 +39,7 @@ def test_a_multi_line_message_stays_one_line_with_its_place():
 
 def test_a_failing_factory_names_its_line():
     assert _error("tests.apps.hostile:broken_factory()").endswith(
-        "failed: RuntimeError: first line (tests/apps/hostile.py, line 107)")
+        "failed: RuntimeError: first line (tests/apps/hostile.py, line 110)")
 
 
 def test_a_syntax_error_names_the_file_and_line_of_the_bad_code(tmp_path, monkeypatch):
