@@ -6,10 +6,13 @@ values there through mmap-ed files, and whichever worker answers ``/metrics`` co
 all.  The master marks a dead worker's files so its live gauges disappear.
 
 Per request the cost is a few integer additions: :meth:`Metrics.observe` counts into plain
-Python ints, and those are written to the mmap-ed values (a lock and a ``struct.pack_into``
-per value) in one batch per turn of the event loop rather than per request — before the
-worker next waits for I/O, so a scrape never misses a request that was answered — and
-before every scrape.  Gauges that describe a worker's state (in-flight
+Python ints, and those are written to the mmap-ed values (a lock, a ``getpid`` and a
+``struct.pack_into`` per value) in one batch: as soon as the worker's event loop has nothing
+else to do (a libev idle watcher: before the worker next sleeps, so a scrape of a worker
+at rest never misses a request it answered), every :data:`FLUSH_EVERY` requests while it
+is too busy to be idle, before every scrape it answers, and at exit.  A flush per turn of
+the loop, as it was, is a flush per request under load: a busy worker's loop turns once
+per request (bench/results/profile.md).  Gauges that describe a worker's state (in-flight
 requests, open connections, live ctxlocal entries, RSS) are sampled once a second by the
 worker and refreshed right before a scrape.
 """
@@ -39,6 +42,9 @@ __all__ = ["Metrics", "mark_worker_dead"]
 _PREFIX = "ctxserver_"
 #: Upper bounds of the request duration histogram, in seconds (+Inf is added after them).
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: A worker too busy to become idle writes its counts out after this many requests (some
+#: 10-20 ms of a saturated worker): what another worker's scrape can miss of it at most.
+FLUSH_EVERY = 256
 
 
 def _rss_bytes() -> int:
@@ -88,18 +94,28 @@ class Metrics:
         self._pending_status: dict[int, int] = {}
         self._pending_buckets = [0] * len(self._bounds)
         self._pending_sum = 0.0
+        self._pending_count = 0
+        #: The idle watcher that runs flush() once the loop has nothing else to do; active
+        #: while requests are pending (an active idle watcher keeps the loop from sleeping).
+        self._idle: Any = None
         self._flush_scheduled = False
 
     def observe(self, status: int, duration: float) -> None:
         """Record one finished request (called once per request); written out by
-        :meth:`flush` at the end of this turn of the event loop."""
+        :meth:`flush` once the worker is idle, or after FLUSH_EVERY requests."""
         pending = self._pending_status
         pending[status] = pending.get(status, 0) + 1
         self._pending_buckets[bisect_left(self._bounds, duration)] += 1
         self._pending_sum += duration
-        if not self._flush_scheduled:
+        self._pending_count += 1
+        if self._pending_count >= FLUSH_EVERY:
+            self.flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
-            gevent.get_hub().loop.run_callback(self.flush)
+            idle = self._idle
+            if idle is None:
+                idle = self._idle = gevent.get_hub().loop.idle(ref=False)
+            idle.start(self.flush)
 
     def observe_response(self, environ: dict[str, Any], status: int, size: int,
                          duration: float) -> None:
@@ -108,7 +124,10 @@ class Metrics:
 
     def flush(self) -> None:
         """Write the requests observed since the last flush to the shared values."""
-        self._flush_scheduled = False
+        if self._flush_scheduled:
+            self._flush_scheduled = False
+            self._idle.stop()
+        self._pending_count = 0
         pending, self._pending_status = self._pending_status, {}
         buckets = self._pending_buckets
         total, self._pending_sum = self._pending_sum, 0.0

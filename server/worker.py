@@ -242,7 +242,7 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 if self.metrics is not None:
-                    self.metrics.flush()  # requests answered in the last turn of the loop
+                    self.metrics.flush()  # requests answered since the last flush
             self.hooks("worker_exit", self.server, self)
             sys.stdout.flush()
             sys.stderr.flush()

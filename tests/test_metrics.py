@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import gevent
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
-from server.metrics import DURATION_BUCKETS, Metrics
+from server.metrics import DURATION_BUCKETS, FLUSH_EVERY, Metrics
 
 DURATIONS = [0.0, 0.0004, 0.001, 0.0011, 0.003, 0.05, 0.7, 1.0, 2.5, 9.9, 10.0, 11.0, 600.0]
 
@@ -17,7 +18,8 @@ def metrics() -> Iterator[Metrics]:
     created = Metrics()
     yield created
     for metric in (created.requests, created.duration, created.in_flight, created.connections,
-                   created.live_entries, created.live_contexts, created.worker_rss):
+                   created.live_entries, created.live_contexts, created.accelerators,
+                   created.worker_rss):
         REGISTRY.unregister(metric)
 
 
@@ -42,3 +44,35 @@ def test_batched_histogram_equals_observe_one_by_one(metrics: Metrics) -> None:
     totals = [(s.labels, s.value) for metric in metrics.requests.collect()
               for s in metric.samples if s.name.endswith("_total")]
     assert totals == [({"status": "200"}, len(DURATIONS))]
+
+
+def _written_total(metrics: Metrics) -> float:
+    """Requests with status 200 as the shared (mmap-ed) values hold them."""
+    return sum(s.value for metric in metrics.requests.collect() for s in metric.samples
+               if s.name.endswith("_total"))
+
+
+def test_counts_are_written_once_the_loop_is_idle(metrics: Metrics) -> None:
+    """Not per request, but before the worker next sleeps: a scrape of a worker at rest
+    sees every request it answered."""
+    metrics.observe(200, 0.001)
+    metrics.observe(200, 0.002)
+    assert _written_total(metrics) == 0  # batched: nothing written yet
+    gevent.sleep(0.01)  # the loop runs out of work: its idle watcher flushes
+    assert _written_total(metrics) == 2
+    gevent.sleep(0.01)
+    assert _written_total(metrics) == 2  # each observation written once
+
+
+def test_a_busy_worker_writes_every_flush_every_requests(metrics: Metrics) -> None:
+    """A worker too busy to become idle still writes its counts out, FLUSH_EVERY at a time."""
+    for _ in range(FLUSH_EVERY - 1):
+        metrics.observe(200, 0.001)
+    assert _written_total(metrics) == 0
+    metrics.observe(200, 0.001)
+    assert _written_total(metrics) == FLUSH_EVERY
+    metrics.observe(200, 0.001)
+    metrics.flush()  # as a scrape or the worker's exit does
+    assert _written_total(metrics) == FLUSH_EVERY + 1
+    gevent.sleep(0.01)
+    assert _written_total(metrics) == FLUSH_EVERY + 1
