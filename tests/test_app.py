@@ -175,6 +175,11 @@ def test_request_id_sanitising():
     for bad in (None, "", "a b", "x\r\nSet-Cookie: y", "é", "a" * 129):
         rid = sanitise_request_id(bad)
         assert rid != bad and len(rid) == 16
+    generated = {sanitise_request_id(None) for _ in range(1000)}
+    assert len(generated) == 1000
+    assert all(len(rid) == 16 and set(rid) <= set("0123456789abcdef") for rid in generated)
+    # zero-padded: some of 1000 random 64-bit ids start with a 0 digit (1 - (15/16)**1000)
+    assert any(rid.startswith("0") for rid in generated)
 
 
 def test_namespace_helpers():
