@@ -214,7 +214,10 @@ for name in arena_cache ctxlocal_speedups; do
     grep -Eq "^ctxserver_accelerator_active\{name=\"$name\"\} 1(\.0)?\$" <<<"$metrics" \
         || die "the container does not run the $name accelerator: $(grep '^ctxserver_accelerator_active' <<<"$metrics" | paste -sd ' ')"
 done
-startup=$(compose logs --no-color app 2>/dev/null | grep -m 1 'accelerators:' | sed 's/^.*INFO server: //')
+# The logs go to a file first: `grep -m 1` straight on the pipe would close it early, and
+# under pipefail compose's EPIPE (exit 255) would end the script with no message.
+compose logs --no-color app >"$WORK/app.log" 2>/dev/null || true
+startup=$(grep -m 1 'accelerators:' "$WORK/app.log" | sed -E 's/^.*INFO server[.a-z_]*: //' || true)
 [[ $startup == *"arena_cache on"*"ctxlocal_speedups on"* ]] \
     || die "the app's start-up line does not report both accelerators on: ${startup:-none}"
 log "in the container: $startup"
