@@ -95,12 +95,25 @@ def running_server(*args: str, tmp_path: Path, env: dict[str, str] | None = None
                    workers: int = 1, port: int | None = None) -> Iterator[ServerProcess]:
     """``python -m server --bind 127.0.0.1:<free> --workers N *args`` for the block."""
     port = port or free_port()
-    log_path = tmp_path / f"server-{port}.log"
     argv = [sys.executable, "-m", "server", "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers), *args]
+    with server_from_argv(argv, port, tmp_path, env=env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def server_from_argv(argv: list[str], port: int, tmp_path: Path,
+                     env: dict[str, str] | None = None, cwd: Path = ROOT,
+                     unset: tuple[str, ...] = ()) -> Iterator[ServerProcess]:
+    """A server started with exactly ``argv``, expected to answer on ``port``; ``unset``
+    names variables of this environment it must not inherit (unless ``env`` sets them)."""
+    log_path = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    for name in unset:
+        if env is None or name not in env:
+            full_env.pop(name, None)
     with open(log_path, "wb") as log:  # a session of its own: its group is its workers
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                                 env=full_env, start_new_session=True)
     server = ServerProcess(proc, port, log_path, argv)
     try:

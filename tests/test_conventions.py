@@ -9,33 +9,27 @@ import pwd
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loadtests import procs
-from tests.support import ROOT, ServerProcess, free_port, wait_for_workers, wait_healthy
+from tests.support import (
+    ROOT,
+    ServerProcess,
+    free_port,
+    server_from_argv,
+    wait_for_workers,
+    wait_healthy,
+)
 
 
-@contextlib.contextmanager
 def _server(argv: list[str], port: int, tmp_path: Path, env: dict[str, str] | None = None,
-            cwd: Path = ROOT) -> Iterator[ServerProcess]:
-    """A server started with exactly ``argv`` (no --bind/--workers added)."""
-    log_path = tmp_path / f"server-{port}.log"
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    for name in ("PORT", "WEB_CONCURRENCY"):
-        if env is None or name not in env:
-            full_env.pop(name, None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                env=full_env, start_new_session=True)
-    server = ServerProcess(proc, port, log_path, argv)
-    try:
-        wait_healthy(server)
-        yield server
-    finally:
-        procs.stop_process_group(proc, 20.0)
+            cwd: Path = ROOT) -> contextlib.AbstractContextManager[ServerProcess]:
+    """A server started with exactly ``argv`` (no --bind/--workers added); this machine's
+    PORT and WEB_CONCURRENCY stay out of it unless ``env`` sets them."""
+    return server_from_argv(argv, port, tmp_path, env=env, cwd=cwd,
+                            unset=("PORT", "WEB_CONCURRENCY"))
 
 
 def test_port_and_web_concurrency(tmp_path):
@@ -73,9 +67,12 @@ def test_user_and_group_apply_to_the_workers_not_the_master(tmp_path):
     port = free_port()
     access_log = tmp_path / "access.log"
     tmp_path.chmod(0o755)
+    # --preload: the app is imported by the master (root), so the test does not depend on
+    # whether nobody can read this checkout and its .venv (CI clones into a 0700 directory;
+    # a per-worker import would then fail, as it would under gunicorn --user).
     argv = [sys.executable, "-m", "server", "tests.apps.hooked:app", "-b",
             f"127.0.0.1:{port}", "-u", "nobody", "-g", str(nobody.pw_gid),
-            "--access-log", str(access_log)]
+            "--access-log", str(access_log), "--preload"]
     with _server(argv, port, tmp_path) as srv:
         worker = srv.get_json("/")["pid"]
         status = Path(f"/proc/{worker}/status").read_text()
