@@ -229,8 +229,9 @@ SETTINGS: tuple[Setting, ...] = (
             shown_default="(none)"),
     Setting("user", parse_as.user, None,
             "Run the workers as this user (name or uid); the master keeps its own (it binds "
-            "the sockets first, so a port below 1024 works).", metavar="USER", short="-u",
-            gunicorn="-u, --user", shown_default="(unchanged)"),
+            "the sockets first, so a port below 1024 works). The app, imported in each worker "
+            "after the switch unless --preload, must be readable by it.", metavar="USER",
+            short="-u", gunicorn="-u, --user", shown_default="(unchanged)"),
     Setting("group", parse_as.group, None,
             "Run the workers as this group (name or gid).", metavar="GROUP", short="-g",
             gunicorn="-g, --group", shown_default="(unchanged)"),
