@@ -73,6 +73,8 @@ _METHODS = {
 #: method (what every IANA-registered method satisfies). Lower case is refused because
 #: front-ends disagree on whether ``get`` is ``GET``.
 _CONVENTIONAL_METHOD = re.compile(rb"[!$%&'*+\-.^_`|~0-9A-Z]{3,20}").fullmatch
+#: The longest method there is: the conventional rule's 20 (llhttp's longest is 16).
+_MAX_METHOD = 20
 #: What llhttp is shown instead of a method it does not know: framing is the same for
 #: every method but CONNECT, which llhttp treats as an upgrade.
 _STAND_IN_METHOD = b"GET"
@@ -162,18 +164,23 @@ class RequestParser:
         """Parse ``data``; never raises protocol errors, records them in ``self.error``."""
         starts_message = not self.in_message
         self.begun = 0
+        # The two paths that feed a fresh parser (retry, upgrade) run after the ``except``
+        # block, never inside it: an exception raised while another is being handled gets
+        # that one as its __context__, which would hide the HTTPError a callback of the
+        # nested feed raised (a 414 on a retried method became "internal error").
+        refused: HttpParserInvalidMethodError | None = None
+        upgrade_at = -1
         try:
             self.parser.feed_data(data)
         except HttpParserInvalidMethodError as exc:
-            if not (starts_message and self.begun == 1 and self._retry_method(data)):
-                self.fail(_map_parser_error(exc))
+            refused = exc
         except HttpParserCallbackError as exc:
             cause = exc.__context__
             if not isinstance(cause, HTTPError):
                 raise  # a bug in a callback, not a client error: let it be loud
             self.fail(cause)
         except HttpParserUpgrade as exc:
-            self._upgrade(memoryview(data)[int(exc.args[0]) :])
+            upgrade_at = int(exc.args[0])
         except HttpParserError as exc:
             self.fail(_map_parser_error(exc))
         else:
@@ -181,6 +188,11 @@ class RequestParser:
                 self.stall += len(data)
                 if self.stall > self._limits.max_header_size + RECV_SIZE:
                     self.fail(HTTPError(431, "header field too large"))
+        if refused is not None:
+            if not (starts_message and self.begun == 1 and self._retry_method(data)):
+                self.fail(_map_parser_error(refused))
+        elif upgrade_at >= 0:
+            self._upgrade(memoryview(data)[upgrade_at:])
 
     def _retry_method(self, data: bytes | memoryview) -> bool:
         """llhttp refused the method of a request that began this feed: if it is one we
@@ -247,8 +259,11 @@ class RequestParser:
             url = self._url + url
         self._url = url
         limit = self._limits.max_request_line
-        # The request line is "METHOD SP target SP HTTP/1.1"; the method is known by now.
-        if len(url) + 13 > limit and len(self.parser.get_method()) + len(url) + 10 > limit:
+        # The request line is "METHOD SP target SP HTTP/1.1"; the method is known by now
+        # (the real one, not the stand-in llhttp was shown: see _retry_method). Only a
+        # target within a longest method of the limit needs the exact count.
+        if len(url) + _MAX_METHOD + 10 > limit and \
+                len(self._method or self.parser.get_method()) + len(url) + 10 > limit:
             raise HTTPError(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
