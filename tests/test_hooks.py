@@ -70,7 +70,7 @@ def test_every_hook_fires_at_its_moment_in_order(tmp_path):
         post_fork = _hooks(records, "post_fork")
         assert {r["pid"] for r in post_fork} == {r["worker"] for r in post_fork} == workers
         inits = _hooks(records, "post_worker_init")
-        assert {r["pid"] for r in inits} == workers and inits[0]["timeout"] == 2
+        assert {r["pid"] for r in inits} == workers and inits[0]["timeout"] == 15
         for pid in workers:
             order = [r["hook"] for r in records if r["pid"] == pid]
             assert order == ["post_fork", "post_worker_init"], order
@@ -168,7 +168,8 @@ def test_what_request_hooks_store_stays_in_their_request(tmp_path, path):
 
 def test_worker_abort_runs_when_the_watchdog_times_a_worker_out(tmp_path):
     record = tmp_path / "hooks.jsonl"
-    with running_server("-c", CONF, "tests.apps.blocking:app", tmp_path=tmp_path,
+    with running_server("-c", CONF, "tests.apps.blocking:app", "--timeout", "2",
+                        tmp_path=tmp_path,
                         env={"HOOK_RECORD": str(record)}, workers=1) as srv:
         pid = srv.get_json("/pid")["pid"]
         with contextlib.suppress(OSError, http.client.HTTPException):
