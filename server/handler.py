@@ -286,7 +286,7 @@ class ConnectionHandler:
         except ClientDisconnected as exc:
             response.close_after(f"client went away: {exc}")
         except HTTPError as exc:  # raised out of wsgi.input: 413, 408, bad chunk...
-            self._fail(response, exc.status, exc.reason)
+            self._fail(response, exc, environ.get("ctxserver.request_id"))
         except RequestAbandoned:  # the server stops this request: not the app's failure
             raise
         except BaseException:  # the app's, whatever it is: this request alone fails
@@ -325,12 +325,15 @@ class ConnectionHandler:
         except ClientDisconnected as exc:
             response.close_after(f"client went away: {exc}")
 
-    def _fail(self, response: HTTPResponse, status: int, reason: str | None) -> None:
-        """Protocol error: answer ``status`` if nothing was sent yet; the connection dies."""
+    def _fail(self, response: HTTPResponse, exc: HTTPError, request_id: str | None) -> None:
+        """Protocol error met by the app in ``wsgi.input`` (413, 408, a bad chunk): answer
+        it, with the request's id, if nothing was sent yet; the connection dies."""
         if response.headers_sent:
-            response.close_after(f"{status} {reason} after the response had started")
+            response.close_after(f"{exc.status} {exc.reason} after the response had started")
         else:
-            response.send_error(status, reason)  # closes
+            response.send_error(exc.status, exc.reason,  # closes
+                                headers=() if request_id is None else
+                                (("X-Request-ID", request_id),))
 
     def _close_iterable(self, app_iter: Any, environ: dict[str, Any]) -> None:
         close = getattr(app_iter, "close", None)

@@ -36,6 +36,21 @@ def test_invalid_request_answers_with_its_status_and_closes(server, case):
     assert server.get("/")[0] == 200
 
 
+@pytest.mark.parametrize(("body", "status"), [
+    (b"186A1\r\n" + b"a" * 100_001 + b"\r\n0\r\n\r\n", 413),  # over --max-body-size
+    (b"zz\r\n", 400),  # a chunk size that is not hex
+])
+def test_an_error_met_in_wsgi_input_carries_the_request_id(server, body, status):
+    """The 413/400 the app meets reading its body is the request's answer: the client
+    quotes its X-Request-ID when it reports it, as for the app's own 500."""
+    head = (b"POST /hostile/echo HTTP/1.1\r\nHost: x\r\nX-Request-ID: body-err-1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    reply = exchange(server.port, head + body)
+    assert reply.statuses == [status], reply.describe()
+    assert reply.responses[0].header("X-Request-ID") == "body-err-1"
+    assert reply.responses[0].closes and reply.closed
+
+
 def test_slow_header_is_cut_at_timeout(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finishes the head

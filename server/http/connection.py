@@ -10,6 +10,7 @@ it to an application is :mod:`server.handler`; the response writer is
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from time import monotonic
 from typing import Any
 
@@ -215,14 +216,17 @@ class HTTPConnection:
 
     # -- writing
 
-    def send_error(self, status: int, reason: str | None = None) -> int:
+    def send_error(self, status: int, reason: str | None = None,
+                   headers: Iterable[tuple[str, str]] = ()) -> int:
         """Answer with a short text/plain ``status`` and ``Connection: close``.
 
         For protocol errors and the caller's 500. Returns the body bytes sent (0 when the
         client is already gone); never raises for a dead socket.
         """
         self.closing = True
-        head, body = error_response(status, reason, self.server_line)
+        extra = b"".join(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1"))
+                         for name, value in headers)
+        head, body = error_response(status, reason, self.server_line, extra)
         current = self._current
         if current is not None and current.method == "HEAD":
             body = b""

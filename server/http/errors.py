@@ -48,11 +48,13 @@ def error_body(status: int, reason: str | None) -> bytes:
     return text.encode("utf-8", "replace")
 
 
-def error_response(status: int, reason: str | None, server_line: bytes) -> tuple[bytes, bytes]:
+def error_response(status: int, reason: str | None, server_line: bytes,
+                   extra: bytes = b"") -> tuple[bytes, bytes]:
     """Head and body of a text/plain error response that ends the connection.
 
     The head announces the body's length even when the caller sends only the head (the
-    answer to HEAD), as RFC 9110 9.3.2 allows.
+    answer to HEAD), as RFC 9110 9.3.2 allows. ``extra``: encoded header lines to add
+    (the request's ``X-Request-ID`` when the error is met inside a request).
     """
     body = error_body(status, reason)
     head = b"".join(
@@ -63,6 +65,7 @@ def error_response(status: int, reason: str | None, server_line: bytes) -> tuple
             b"Connection: close\r\n",
             date_line(),
             server_line,
+            extra,
             b"\r\n",
         )
     )

@@ -224,8 +224,8 @@ class HTTPResponse:
         an application that failed cleanly before responding: the request was framed
         correctly, so the connection may be kept alive under the usual rules -- which is
         also what lets a keep-alive client prove the next request sees nothing of the
-        failed one. ``headers`` (``close=False`` only) are added, as the server's
-        ``X-Request-ID`` on its own 500: the id a client quotes when it reports the error.
+        failed one. ``headers`` are added, as the server's ``X-Request-ID`` on its own 500
+        or on a 413/408 met in ``wsgi.input``: the id a client quotes when it reports it.
         """
         if self.headers_sent:
             raise RuntimeError("response already started")
@@ -234,7 +234,7 @@ class HTTPResponse:
             self._request.response_started = True
             self.status_code = status
             self.close_after(f"error response {status} {reason or ''}".rstrip())
-            self.bytes_sent = self._conn.send_error(status, reason)
+            self.bytes_sent = self._conn.send_error(status, reason, headers)
             return
         self.status_code = status
         phrase = status_phrase(status).encode("latin-1")
