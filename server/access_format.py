@@ -3,8 +3,10 @@
 The same atoms, with the same meaning and the same ``-`` for what is missing, as gunicorn's
 ``glogging.Logger.atoms`` — so an ``access_log_format`` from a gunicorn.conf.py gives the
 same lines, and the log parsers behind it keep working — plus ``%(request_id)s``.
-``%({name}i)s`` is a request header, ``%({name}e)s`` an environ key; ``%({name}o)s``
-(response headers) is ``-``: the connection layer does not hand them to the access log.
+``%({name}i)s`` is a request header, ``%({name}e)s`` an environ key, ``%({name}o)s`` a
+response header as the app passed it to ``start_response`` (what the server adds itself --
+``Date``, ``Server``, a ``Content-Length`` or ``Transfer-Encoding`` it chose -- is not one,
+as in gunicorn, where they are not in ``resp.headers`` either).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import base64
 import binascii
 import time
 from typing import Any
+
+from .http.response import RESPONSE_HEADERS
 
 __all__ = ["check_access_format", "format_access_line"]
 
@@ -67,6 +71,8 @@ def _atoms(environ: dict[str, Any], status: int, size: int, duration: float,
         "p": f"<{pid}>",
         "request_id": environ.get("ctxserver.request_id") or "-",
     })
+    for name, value in environ.get(RESPONSE_HEADERS, ()):
+        atoms["{" + name.lower() + "}o"] = value
     for key, value in environ.items():
         if key.startswith("HTTP_"):
             atoms["{" + key[5:].lower().replace("_", "-") + "}i"] = value

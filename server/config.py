@@ -187,11 +187,11 @@ SETTINGS: tuple[Setting, ...] = (
             "%(l)s '-', %(u)s user, %(t)s time, %(r)s request line, %(m)s method, %(U)s "
             "path, %(q)s query, %(H)s protocol, %(s)s status, %(B)s / %(b)s body bytes, "
             "%(f)s referer, %(a)s user agent, %(T)s / %(M)s / %(D)s / %(L)s duration in s / "
-            "ms / µs / decimal s, %(p)s pid, %({name}i)s a request header, %({name}e)s an "
-            "environ key, and %(request_id)s. Empty: our line (with the request id).",
+            "ms / µs / decimal s, %(p)s pid, %({name}i)s a request header, %({name}o)s a "
+            "response header the app sent, %({name}e)s an environ key, and %(request_id)s. "
+            "Empty: our line (with the request id).",
             metavar="FORMAT", gunicorn="--access-logformat", shown_default="(our line)",
-            vs_gunicorn="gunicorn's atoms, plus %(request_id)s; %({name}o)s (response "
-                        "headers) is always '-'"),
+            vs_gunicorn="gunicorn's atoms, plus %(request_id)s"),
     Setting("error_log", parse_as.path_or_off, "-",
             "Error log: '-' for stderr, or a file path. USR1 reopens the file.",
             metavar="-|PATH", gunicorn="--error-logfile, --log-file",

@@ -40,6 +40,7 @@ def _request(version: str = "HTTP/1.1", keep_alive: bool = True, *, chunked: boo
              expect: bool = False, upgrade: bool = False) -> HTTPRequest:
     request = HTTPRequest("POST", version, keep_alive, None if chunked else 3, chunked, expect)
     request.upgrade = upgrade
+    request.environ = {}  # the parser builds every request's environ with its head
     return request
 
 

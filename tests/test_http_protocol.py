@@ -670,6 +670,7 @@ def test_start_response_exc_info_after_headers_sent_reraises() -> None:
             self.sent.append(data)
 
     request = HTTPRequest("GET", "HTTP/1.1", True, None, False, False)
+    request.environ = {}  # the parser builds every request's environ with its head
     conn = Conn()
     response = HTTPResponse(conn, request)  # type: ignore[arg-type]
     write = response.start_response("200 OK", [("Content-Type", "text/plain")])

@@ -87,9 +87,10 @@ def test_access_log_format_with_gunicorn_atoms(tmp_path):
     access_log = tmp_path / "access.log"
     fmt = (GUNICORN_DEFAULT + " D=%(D)s L=%(L)s M=%(M)s T=%(T)s rid=%(request_id)s p=%(p)s"
            " m=%(m)s U=%(U)s q=%(q)s H=%(H)s B=%(B)s x=%({X-Custom}i)s host=%({HTTP_HOST}e)s"
-           " o=%({Content-Type}o)s nope=%(nope)s")
+           " o=%({Content-Type}o)s orid=%({x-request-id}o)s nope=%(nope)s")
     with running_server(APP, "--access-log", str(access_log), "--access-log-format", fmt,
                         tmp_path=tmp_path, workers=1) as srv:
+        content_type = srv.get("/stream")[1]["Content-Type"]  # logged before atoms-1's line
         auth = base64.b64encode(b"alice:secret").decode()
         _, _, body = srv.get("/stream?a=1", {
             "X-Request-ID": "atoms-1", "Authorization": f"Basic {auth}",
@@ -101,7 +102,8 @@ def test_access_log_format_with_gunicorn_atoms(tmp_path):
                r'"GET /stream\?a=1 HTTP/1\.1" 200 (\d+) "http://ref\.example/" '
                r'"atom-agent/1\.0" D=(\d+) L=(\d+)\.(\d{6}) M=(\d+) T=0 rid=atoms-1 '
                rf'p=<{pid}> m=GET U=/stream q=a=1 H=HTTP/1\.1 B=(\d+) x=custom-value '
-               rf'host=127\.0\.0\.1:{srv.port} o=- nope=-')
+               rf'host=127\.0\.0\.1:{srv.port} o={re.escape(content_type)} '
+               r'orid=atoms-1 nope=-')
     match = re.fullmatch(pattern, line)
     assert match, line
     size, micros, seconds, fraction, millis, size_b = match.groups()

@@ -29,7 +29,11 @@ from .request import HTTPRequest, refused_after_end
 if TYPE_CHECKING:
     from .connection import HTTPConnection
 
-__all__ = ["COALESCE_LIMIT", "FileWrapper", "HTTPResponse"]
+__all__ = ["COALESCE_LIMIT", "RESPONSE_HEADERS", "FileWrapper", "HTTPResponse"]
+
+#: The environ key holding the response headers the app passed to ``start_response``
+#: (read by the access log's ``%({name}o)s``).
+RESPONSE_HEADERS = "ctxserver.response_headers"
 
 #: First-chunk size up to which headers and body go out in one sendall (a copy is cheaper
 #: than a second syscall and a second packet); larger bodies are sent after the head.
@@ -134,6 +138,8 @@ class HTTPResponse:
         self.status_code = code
         self._status_line = line
         self._header_block = block
+        # for the access log's %({name}o)s (the list as the app passed it; one dict store)
+        self._request.environ[RESPONSE_HEADERS] = headers
         self._length = length
         self._app_close = close
         self._has_date = has_date
@@ -237,6 +243,8 @@ class HTTPResponse:
             self.bytes_sent = self._conn.send_error(status, reason, headers)
             return
         self.status_code = status
+        self._request.environ[RESPONSE_HEADERS] = [
+            ("Content-Type", "text/plain; charset=utf-8"), *headers]
         phrase = status_phrase(status).encode("latin-1")
         self._status_line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
         self._header_block = b"Content-Type: text/plain; charset=utf-8\r\n" + b"".join(
