@@ -39,6 +39,8 @@ class Record:
     conn_pid: int | None  # the worker that answered the previous request on that connection
     received: int  # response bytes received (for a failure: 0 = nothing came back)
     leak: bool = False
+    #: Seconds the connection was idle before this request (None: a new connection).
+    idle: float | None = None
 
 
 class GoodClient:
@@ -119,6 +121,7 @@ class GoodClient:
     def _serve(self, keepalive: bool) -> None:
         sock: socket.socket | None = None
         serial, conn_pid = 0, None
+        last_end: float | None = None  # end of the previous request on this connection
         while not self._stop.is_set():
             if not self._running.is_set():
                 with self._lock:
@@ -128,7 +131,7 @@ class GoodClient:
                     self._busy += 1
                 continue
             if sock is None:
-                serial, conn_pid = self._next_serial(), None
+                serial, conn_pid, last_end = self._next_serial(), None, None
                 try:
                     sock = connect(self.port, self.timeout)
                 except OSError as exc:
@@ -145,7 +148,9 @@ class GoodClient:
             except OSError as exc:
                 reply = Reply(b"", [], True, True, 0.0, f"send: {exc!r}", b"")
             record = Record(token, started, time.monotonic(), False, None, None, serial,
-                            conn_pid, len(reply.raw))
+                            conn_pid, len(reply.raw),
+                            idle=None if last_end is None else started - last_end)
+            last_end = record.ended
             if reply.responses:
                 resp = reply.responses[0]
                 problem = probe_problems(token, resp)
@@ -190,5 +195,14 @@ class GoodClient:
 
 
 def summarize_failures(records: list[Record], limit: int = 3) -> str:
+    """The distinct failures, each with where it happened: on a new connection, or on a
+    kept-alive one after how long idle (a keep-alive race looks different from a bug)."""
     bad = [r for r in records if not r.ok]
-    return "; ".join(sorted({(r.error or "?")[:120] for r in bad})[:limit])
+
+    def where(r: Record) -> str:
+        took = f"{r.ended - r.started:.3f} s"
+        if r.idle is None:
+            return f"new connection, after {took}"
+        return f"keep-alive connection idle {r.idle:.3f} s, after {took}"
+
+    return "; ".join(sorted({f"{(r.error or '?')[:120]} [{where(r)}]" for r in bad})[:limit])

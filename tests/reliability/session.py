@@ -127,7 +127,7 @@ def _check_invariants(sess: Session, mark: int) -> str:
         records = sess.good.since(mark)
         bad = [r for r in records if not r.ok]
         expect(not bad, f"good client failed {len(bad)}/{len(records)}: "
-               f"{summarize_failures(records)}")
+               f"{summarize_failures(records)}; the server log ends:\n{srv.log()[-1500:]}")
         expect(served >= 3, f"good client starved: {served} served after the case")
         suffix = f"; good client {len(records)}/{len(records)} ok"
     payload = fresh_probe(srv.port)
