@@ -19,6 +19,8 @@ worker and refreshed right before a scrape.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -37,7 +39,7 @@ from prometheus_client import (
 
 import ctxlocal
 
-__all__ = ["Metrics", "mark_worker_dead"]
+__all__ = ["Metrics", "WorkerFilesCollector", "mark_worker_dead"]
 
 _PREFIX = "ctxserver_"
 #: Upper bounds of the request duration histogram, in seconds (+Inf is added after them).
@@ -167,7 +169,7 @@ class Metrics:
                         ) -> Iterable[bytes]:
             refresh()
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            WorkerFilesCollector(registry)
             body = generate_latest(registry)
             start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
                                       ("Content-Length", str(len(body))),
@@ -175,6 +177,40 @@ class Metrics:
             return [body]
 
         return metrics_app
+
+
+class WorkerFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus-client's collector of every worker's files, minus the two it fails on
+    while workers come and go (a HUP, recycling): a new worker's file before its first
+    write (empty: ``struct.error`` — the scrape was a 500), and a file the master removed
+    for a worker that exited, between the listing and the read (listed again)."""
+
+    ATTEMPTS = 3
+
+    def __init__(self, registry: CollectorRegistry | None, path: str | None = None) -> None:
+        super().__init__(registry, path)
+        self.directory = path or os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+    def collect(self) -> Iterable[Any]:
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return self.merge(self._written_files(), accumulate=True)
+            except FileNotFoundError:
+                if attempt == self.ATTEMPTS - 1:
+                    raise
+        return []  # pragma: no cover - the loop returns or raises
+
+    def _written_files(self) -> list[str]:
+        found = []
+        for path in glob.glob(os.path.join(self.directory, "*.db")):
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(path) >= _USED_HEADER:
+                    found.append(path)
+        return found
+
+
+#: A values file begins with how much of it is used (a 4-byte integer, padded to 8).
+_USED_HEADER = 8
 
 
 def _histogram_values(histogram: Histogram) -> tuple[list[Any], Any]:

@@ -8,7 +8,7 @@ import gevent
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
-from server.metrics import DURATION_BUCKETS, FLUSH_EVERY, Metrics
+from server.metrics import DURATION_BUCKETS, FLUSH_EVERY, Metrics, WorkerFilesCollector
 
 DURATIONS = [0.0, 0.0004, 0.001, 0.0011, 0.003, 0.05, 0.7, 1.0, 2.5, 9.9, 10.0, 11.0, 600.0]
 
@@ -76,3 +76,22 @@ def test_a_busy_worker_writes_every_flush_every_requests(metrics: Metrics) -> No
     assert _written_total(metrics) == FLUSH_EVERY + 1
     gevent.sleep(0.01)
     assert _written_total(metrics) == FLUSH_EVERY + 1
+
+
+def test_a_scrape_skips_a_new_workers_empty_file_and_one_removed_meanwhile(tmp_path,
+                                                                          monkeypatch):
+    """Seen during HUPs: a scrape racing a worker's start (its file still empty) or exit
+    (its file removed after the listing) was a 500."""
+    (tmp_path / "gauge_livesum_12345.db").write_bytes(b"")  # created, not yet written
+    registry = CollectorRegistry()
+    WorkerFilesCollector(registry, str(tmp_path))
+    assert list(registry.collect()) == []
+    real_merge, failures = WorkerFilesCollector.merge, [FileNotFoundError("gone")]
+
+    def merge(files, accumulate=True):  # the master removed a listed file: once
+        if failures:
+            raise failures.pop()
+        return real_merge(files, accumulate)
+
+    monkeypatch.setattr(WorkerFilesCollector, "merge", staticmethod(merge))
+    assert list(registry.collect()) == [] and failures == []
