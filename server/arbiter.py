@@ -19,7 +19,11 @@ sockets, and then only supervises, in one loop that wakes on a signal, on a work
 * **successors first**: a worker that reached ``--max-requests`` (RETIRING) and the old
   generation after a HUP are told to drain (TERM) only once enough successors are ready, so
   no request waits for an import; a HUP whose new workers cannot boot is abandoned and the
-  running workers keep serving;
+  running workers keep serving, with the settings they had;
+* **reload** (HUP): the settings are resolved again (:mod:`server.reload`) and the new
+  generation runs with them; the master's own (the watchdog's ``--timeout``, the drain
+  deadlines) judge each worker by the settings it was forked with. A config file that no
+  longer loads refuses the reload: one ERROR line, nothing changes;
 * **deadlines**: a worker told to drain that is still alive ``--graceful-timeout`` (+
   :data:`KILL_GRACE`) later is killed (SIGKILL).
 
@@ -46,11 +50,12 @@ import gevent
 from gevent.select import select
 
 from . import accelerators
-from .config import Config, fail
+from .config import Config, ConfigError, fail
 from .hooks import HookError, Hooks
 from .liveness import BOOT_ERROR, WorkerState, WorkerStatus
-from .logs import AccessLog, reopen_error_log
+from .logs import AccessLog, reopen_error_log, restyle_logging
 from .metrics import mark_worker_dead
+from .reload import ConfigSources, next_access_log, plan_reload
 from .signals import IGNORED, quiet_fork_window, signal_name
 from .sockets import bind_listener, close_listener, describe_bind_error, listener_address
 from .watchdog import collect_stack, timeout_report
@@ -123,6 +128,16 @@ class WorkerProcess:
         self.worker.dump.close()
 
 
+@dataclass(frozen=True)
+class MasterSettings:
+    """What a reload replaces in the master: kept until the new generation serves, so that
+    an abandoned reload puts it back."""
+
+    cfg: Config
+    access_log: AccessLog
+    num_workers: int
+
+
 def classify_exit(record: WorkerProcess, code: int) -> ExitKind:
     """Why a worker ended, from what the master did to it and its exit code."""
     if record.timed_out:
@@ -141,12 +156,18 @@ def describe_exit(code: int) -> str:
 class Arbiter:
     """Supervises the workers of one server run; :meth:`run` returns the exit code."""
 
-    def __init__(self, cfg: Config, app: Any, access_log: AccessLog) -> None:
+    def __init__(self, cfg: Config, app: Any, access_log: AccessLog,
+                 sources: ConfigSources) -> None:
+        # The settings of the current generation (a HUP replaces them; each worker keeps
+        # the ones it was forked with: ``record.worker.cfg``).
         self.cfg = cfg
         self.log = log
         self.hooks = Hooks(cfg.hooks, log)
         self.app = app  # None unless --preload
         self.access_log = access_log
+        self.sources = sources
+        #: The settings before a reload whose new generation is not serving yet.
+        self._before_reload: MasterSettings | None = None
         self.pid = os.getpid()
         self.listeners: list[socket.socket] = []
         self.workers: dict[int, WorkerProcess] = {}
@@ -238,11 +259,50 @@ class Arbiter:
         self._fast = True
 
     def reload(self) -> None:
-        self.hooks("on_reload", self)
+        """HUP: re-read the settings, then fork a new generation with them (gunicorn's)."""
+        running = sum(1 for r in self.workers.values() if r.leaving is None)
+        try:
+            plan = plan_reload(self.cfg, self.sources.reread(warn=self._config_warning))
+            access_log = next_access_log(self.access_log, self.cfg, plan.config)
+        except ConfigError as exc:
+            log.error("reload refused: %s; nothing changed, the %d running worker(s) keep "
+                      "serving", exc, running)
+            return
+        if self._before_reload is None:
+            self._before_reload = MasterSettings(self.cfg, self.access_log, self.num_workers)
+        else:  # a HUP during a HUP: the one in between is superseded
+            self.access_log.close_unless_shared(access_log, self._before_reload.access_log)
+        # TTIN/TTOU's count stays unless the file changes ``workers`` (gunicorn resets it).
+        wanted = plan.config.workers if "workers" in plan.changed else self.num_workers
+        self._apply(MasterSettings(plan.config, access_log, wanted))
+        for name, why in plan.kept:
+            log.warning("reload: %s changed; restart to apply it (%s)", name, why)
+        log.info("reload: %s", f"changed {', '.join(plan.changed)}" if plan.changed
+                 else "no setting changed")
+        self.hooks("on_reload", self)  # the re-read file's, as in gunicorn
         self.generation += 1
-        old = sum(1 for r in self.workers.values() if r.leaving is None)
         log.info("reload: starting %d new worker(s); the %d running one(s) drain once the new "
-                 "ones are ready", self.num_workers, old)
+                 "ones are ready", self.num_workers, running)
+
+    def _config_warning(self, line: str) -> None:
+        log.warning("%s", line)
+
+    def _apply(self, settings: MasterSettings) -> None:
+        """Make ``settings`` the master's: workers forked from now on run with them."""
+        self.sources.apply_env(settings.cfg.env)
+        restyle_logging(settings.cfg.log_level, settings.cfg.log_format)
+        self.cfg = settings.cfg
+        self.hooks = Hooks(settings.cfg.hooks, log)
+        self.access_log = settings.access_log
+        if settings.num_workers != self.num_workers:
+            old, self.num_workers = self.num_workers, settings.num_workers
+            self.hooks("nworkers_changed", self, self.num_workers, old)
+
+    def _reload_done(self) -> None:
+        """The new generation serves: the settings before the reload are gone for good."""
+        before, self._before_reload = self._before_reload, None
+        if before is not None:
+            before.access_log.close_unless_shared(self.access_log)
 
     def reopen_logs(self) -> None:
         try:
@@ -319,7 +379,8 @@ class Arbiter:
                       grace: float | None = None) -> None:
         """Drain (TERM) or exit (QUIT/KILL); the worker no longer counts as wanted."""
         record.leaving = why
-        grace = self.cfg.graceful_timeout + KILL_GRACE if grace is None else grace
+        # Its own --graceful-timeout: the one it drains by (a HUP may have changed ours).
+        grace = record.worker.cfg.graceful_timeout + KILL_GRACE if grace is None else grace
         if monotonic() + grace < record.kill_at:
             record.kill_at, record.grace = monotonic() + grace, grace
         log.debug("worker %d: %s (%s)", record.pid, signal_name(signum), why)
@@ -380,7 +441,7 @@ class Arbiter:
         """The one line the master exits with when no worker could start."""
         if kind is ExitKind.TIMED_OUT:
             return (f"worker {record.pid} did not finish booting within --timeout "
-                    f"{self.cfg.timeout:g} s (its stack is in the log above)")
+                    f"{record.worker.cfg.timeout:g} s (its stack is in the log above)")
         return reason if kind is ExitKind.BOOT_FAILED else f"{reason} while booting"
 
     def _old_generation(self) -> list[WorkerProcess]:
@@ -388,8 +449,14 @@ class Arbiter:
                 if r.generation < self.generation and r.leaving is None]
 
     def _abandon_reload(self, reason: str) -> None:
-        """A worker of the new generation could not boot: keep the running ones."""
+        """A worker of the new generation could not boot: keep the running ones, and the
+        settings they run with."""
         old = self._old_generation()
+        before, self._before_reload = self._before_reload, None
+        if before is not None:
+            abandoned = self.access_log
+            self._apply(before)
+            abandoned.close_unless_shared(before.access_log)
         for record in list(self.workers.values()):
             if record.generation == self.generation and record.leaving is None:
                 self._tell_to_stop(record, "reload abandoned")
@@ -411,13 +478,13 @@ class Arbiter:
             log.info("%s", accelerators.summary())
 
     def _watch(self) -> None:
-        """The watchdog: kill every worker whose heartbeat is older than --timeout."""
-        if not self.cfg.timeout:
-            return
+        """The watchdog: kill every worker whose heartbeat is older than its --timeout (the
+        one it was forked with, which set how often it beats)."""
         now = monotonic()
         for record in list(self.workers.values()):
             silent = now - record.status.last_beat()
-            if not record.timed_out and silent > self.cfg.timeout:
+            timeout = record.worker.cfg.timeout
+            if timeout and not record.timed_out and silent > timeout:
                 self._time_out(record, silent)
 
     def _time_out(self, record: WorkerProcess, silent: float) -> None:
@@ -425,13 +492,13 @@ class Arbiter:
         booting = record.status.state() is WorkerState.BOOTING
         in_flight = record.status.in_flight()
         stack = collect_stack(record.pid, record.worker.dump)
-        if "worker_abort" in self.hooks:  # it runs the hook after its stack, then exits
+        if "worker_abort" in record.worker.hooks:  # it runs the hook after its stack, exits
             record.leaving = "timed out, running worker_abort"
             record.kill_at, record.grace = monotonic() + ABORT_GRACE, ABORT_GRACE
         else:
             self._signal_workers(signal.SIGKILL, [record.pid])
-        log.critical(timeout_report(record.pid, silent, self.cfg.timeout, booting, in_flight,
-                                    stack, monotonic()))
+        log.critical(timeout_report(record.pid, silent, record.worker.cfg.timeout, booting,
+                                    in_flight, stack, monotonic()))
 
     def _enforce_deadlines(self) -> None:
         now = monotonic()
@@ -454,6 +521,7 @@ class Arbiter:
         current = [r for r in staying if r.generation == self.generation]
         serving = [r for r in current if r.status.state() is WorkerState.SERVING]
         if len(serving) >= self.num_workers:
+            self._reload_done()
             for record in staying:
                 if record.generation < self.generation:
                     self._tell_to_stop(record, "reload")
@@ -480,8 +548,9 @@ class Arbiter:
         deadlines = [now + TICK]
         for record in self.workers.values():
             deadlines.append(record.kill_at)
-            if self.cfg.timeout and not record.timed_out:
-                deadlines.append(record.status.last_beat() + self.cfg.timeout + 0.01)
+            timeout = record.worker.cfg.timeout
+            if timeout and not record.timed_out:
+                deadlines.append(record.status.last_beat() + timeout + 0.01)
         if self._next_spawn > now:
             deadlines.append(self._next_spawn)
         return max(0.0, min(deadlines) - now)

@@ -5,7 +5,6 @@ Imported by ``server/__main__.py`` only *after* ``gevent.monkey.patch_all()``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -18,8 +17,9 @@ from gevent import monkey
 from .config import Config, ConfigError, fail, load_config
 from .config_docs import gunicorn_table, markdown_table, resolved_config
 from .loader import AppLoadError, load_configured_app
-from .logs import AccessLog, configure_logging, open_access_log
+from .logs import AccessLog, configure_logging, configured_access_log, hand_to_workers
 from .metrics_dir import metrics_directory
+from .reload import ConfigSources
 
 log = logging.getLogger("server")
 
@@ -40,11 +40,9 @@ def verify_patched() -> None:
         fail("threading.local is shared between greenlets; the gevent patch did not take")
 
 
-def _apply_environment(config: Config) -> None:
+def _apply_environment(config: Config, sources: ConfigSources) -> None:
     """``--env KEY=VALUE`` and ``--chdir``: before the app is imported (gunicorn's order)."""
-    for pair in config.env:
-        key, _, value = pair.partition("=")
-        os.environ[key.strip()] = value
+    sources.apply_env(config.env)
     if config.chdir:
         os.chdir(config.chdir)
         sys.path.insert(0, config.chdir)  # ``app:module`` is found there, as gunicorn does
@@ -57,22 +55,10 @@ def _open_logs(config: Config) -> AccessLog:
     except OSError as exc:
         fail(f"cannot open error log {config.error_log!r}: {exc.strerror or exc}")
     try:
-        stream = open_access_log(config.access_log)
+        return configured_access_log(config.access_log, config.log_format,
+                                     config.access_log_format)
     except OSError as exc:
         fail(f"cannot open access log {config.access_log!r}: {exc.strerror or exc}")
-    path = config.access_log if config.access_log not in ("-", "off") else None
-    return AccessLog(stream, config.log_format, path, config.access_log_format)
-
-
-def _give_to_workers(config: Config, paths: list[str | None]) -> None:
-    """With --user/--group the workers must still write the metrics and reopen the logs."""
-    if config.user is None and config.group is None:
-        return
-    for path in paths:
-        if path:
-            with contextlib.suppress(OSError):
-                os.chown(path, -1 if config.user is None else config.user,
-                         -1 if config.group is None else config.group)
 
 
 def _check_config(config: Config) -> int:
@@ -88,6 +74,8 @@ def _check_config(config: Config) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings: list[str] = []
+    # Kept for HUP, which resolves the settings again from the same sources.
+    sources = ConfigSources(sys.argv[1:] if argv is None else argv)
     try:
         config, args = load_config(argv, warn=warnings.append)
     except ConfigError as exc:
@@ -101,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_config:
         print(resolved_config(config))
         return 0
-    _apply_environment(config)
+    _apply_environment(config, sources)
     access_log = _open_logs(config)
     for line in warnings:
         log.warning("%s", line)
@@ -118,8 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # environment variable: it must be set before the arbiter (which imports our metrics)
     # and before a preloaded app (which may import prometheus-client itself).
     with metrics_directory() as metrics_path:
-        _give_to_workers(config, [metrics_path, access_log.path,
-                                  None if config.error_log == "-" else config.error_log])
+        hand_to_workers([metrics_path, access_log.path,
+                         None if config.error_log == "-" else config.error_log],
+                        config.user, config.group)
         app = None
         if config.preload:
             try:
@@ -128,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fail(str(exc))
         from .arbiter import Arbiter  # noqa: PLC0415 - after the metrics directory exists
 
-        return Arbiter(config, app, access_log).run()
+        return Arbiter(config, app, access_log, sources).run()
 
 
 if __name__ == "__main__":  # pragma: no cover

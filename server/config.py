@@ -57,6 +57,9 @@ class Setting:
     in_file: bool = True
     #: How the README shows the default, when ``str(default)`` would not say it.
     shown_default: str = ""
+    #: Why a HUP cannot change it ("" when the next generation of workers runs with the
+    #: re-read value): what the master applies once, at start. See :mod:`server.reload`.
+    restart: str = ""
 
     @property
     def flag(self) -> str:
@@ -94,7 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="ADDRESS", repeatable=True, short="-b", gunicorn="-b, --bind",
             shown_default="127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set",
             vs_gunicorn="a port is required (gunicorn reads a bare HOST as HOST:8000); no "
-                        "fd://N"),
+                        "fd://N; a changed bind needs a restart (gunicorn re-binds on HUP)",
+            restart="the master binds the listeners once, at start; the workers inherit them"),
     Setting("workers", parse_as.positive_int, 1,
             "Number of pre-forked worker processes. The master supervises them and restarts "
             "one that dies (with backoff while they keep crashing); TTIN/TTOU add or "
@@ -110,7 +114,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Concurrent connections per worker (bounded greenlet pool); further connections "
             "wait in the listen backlog.", metavar="N", gunicorn="--worker-connections"),
     Setting("backlog", parse_as.positive_int, 2048, "Listen backlog of each socket.", metavar="N",
-            gunicorn="--backlog"),
+            gunicorn="--backlog",
+            restart="set when the master binds the listeners, at start"),
     Setting("keep_alive", parse_as.non_negative_float, _LIMITS.keep_alive,
             "Seconds an idle keep-alive connection is kept open; 0 disables keep-alive.",
             metavar="SECONDS", gunicorn="--keep-alive", gunicorn_name="keepalive",
@@ -153,13 +158,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Import the app once in the master before forking (less memory, faster boot) "
             "instead of in each worker. Then HUP does not load new code, and whatever the "
             "app opens at import (database connections) is shared by every worker.",
-            is_flag=True, gunicorn="--preload", gunicorn_name="preload_app"),
+            is_flag=True, gunicorn="--preload", gunicorn_name="preload_app",
+            restart="the master imported the app once, at start"),
     Setting("umask", parse_as.umask, 0,
             "Bit mask for the mode of unix socket files (0 = mode 0777: a front-end running "
             "as another user can connect; 007 = owner and group only). Accepts 0o22, "
             "022, 18, 0x12.", metavar="MASK", short="-m", gunicorn="-m, --umask",
             vs_gunicorn="applies to unix socket files only (gunicorn makes it the process "
-                        "umask)"),
+                        "umask)",
+            restart="applied when the master creates the unix socket files, at start"),
     Setting("max_request_line", parse_as.positive_int, _LIMITS.max_request_line,
             "Longest request line (method, URI, version) in bytes; longer gets 414.",
             metavar="BYTES", gunicorn="--limit-request-line",
@@ -195,11 +202,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("error_log", parse_as.path_or_off, "-",
             "Error log: '-' for stderr, or a file path. USR1 reopens the file.",
             metavar="-|PATH", gunicorn="--error-logfile, --log-file",
-            gunicorn_name="errorlog"),
+            gunicorn_name="errorlog",
+            restart="the master opened the error log once, at start (USR1 reopens it)"),
     Setting("capture_output", parse_as.bool, False,
             "Send the app's stdout and stderr (print(), C libraries) to the error log file; "
             "only with --error-log PATH.", is_flag=True, gunicorn="--capture-output",
-            vs_gunicorn="an error without --error-log PATH (gunicorn ignores it then)"),
+            vs_gunicorn="an error without --error-log PATH (gunicorn ignores it then)",
+            restart="the master redirected its stdout and stderr once, at start"),
     Setting("log_level", parse_as.choice("debug", "info", "warning", "error", "critical"), "info",
             "Error log level.", metavar="LEVEL",
             gunicorn="--log-level", gunicorn_name="loglevel"),
@@ -218,23 +227,28 @@ SETTINGS: tuple[Setting, ...] = (
             metavar="FILE", short="-c", gunicorn="-c, --config", in_file=False,
             shown_default="./ctxserver.conf.py if present",
             vs_gunicorn="same format; gunicorn's names work; names we do not support are "
-                        "one warning each; ./gunicorn.conf.py is not read; HUP does not "
-                        "re-read it"),
+                        "one warning each; ./gunicorn.conf.py is not read; HUP re-reads "
+                        "it, but what the master applies at start (bind, user...) needs a "
+                        "restart"),
     Setting("chdir", parse_as.directory, "",
             "Change to this directory before loading the app (after reading the config "
-            "file).", metavar="DIR", gunicorn="--chdir", shown_default="(stay)"),
+            "file).", metavar="DIR", gunicorn="--chdir", shown_default="(stay)",
+            restart="the master changed directory once, at start"),
     Setting("pid", parse_as.path_or_off, "",
             "Write the master's pid to this file; removed at exit.", metavar="FILE",
             short="-p", gunicorn="-p, --pid", gunicorn_name="pidfile",
-            shown_default="(none)"),
+            shown_default="(none)",
+            restart="the master wrote its pid file once, at start"),
     Setting("user", parse_as.user, None,
             "Run the workers as this user (name or uid); the master keeps its own (it binds "
             "the sockets first, so a port below 1024 works). The app, imported in each worker "
             "after the switch unless --preload, must be readable by it.", metavar="USER",
-            short="-u", gunicorn="-u, --user", shown_default="(unchanged)"),
+            short="-u", gunicorn="-u, --user", shown_default="(unchanged)",
+            restart="the master handed the log and metrics files to that user at start"),
     Setting("group", parse_as.group, None,
             "Run the workers as this group (name or gid).", metavar="GROUP", short="-g",
-            gunicorn="-g, --group", shown_default="(unchanged)"),
+            gunicorn="-g, --group", shown_default="(unchanged)",
+            restart="the master handed the log and metrics files to that group at start"),
     Setting("env", parse_as.key_value, (),
             "Set an environment variable KEY=VALUE in the server (before the app loads). "
             "Repeatable.", metavar="KEY=VALUE", repeatable=True, short="-e",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from .config import SETTINGS, Config, Setting, shown_default
 
-__all__ = ["GUNICORN_ONLY", "gunicorn_table", "markdown_table", "resolved_config"]
+__all__ = ["GUNICORN_ONLY", "gunicorn_table", "markdown_table", "reload_table",
+           "resolved_config"]
 
 
 def _usage(setting: Setting) -> str:
@@ -50,6 +51,15 @@ def gunicorn_table() -> str:
             lines.append(f"| {theirs} | `{_usage(s)}` | {s.vs_gunicorn or 'same'} |")
     for theirs, instead in GUNICORN_ONLY:
         lines.append(f"| `{theirs}` | — | {instead} |")
+    return "\n".join(lines)
+
+
+def reload_table() -> str:
+    """The README's table of the settings a HUP cannot change (their ``restart`` reason)."""
+    lines = ["| setting | config file | why a HUP keeps its running value |", "|---|---|---|"]
+    for s in SETTINGS:
+        if s.restart:
+            lines.append(f"| `{s.flag}` | {_names(s)} | {s.restart} |")
     return "\n".join(lines)
 
 

@@ -19,8 +19,10 @@ worker_abort        worker                            the worker, when the watch
                                                       Python code: one blocked in C is killed)
 worker_exit         server, worker                    the worker, as it exits
 child_exit          server, worker                    master, after a worker exited
-nworkers_changed    server, new_value, old_value      master, on TTIN/TTOU
-on_reload           server                            master, on HUP
+nworkers_changed    server, new_value, old_value      master, on TTIN/TTOU, and a HUP that changes
+                                                      ``workers``
+on_reload           server                            master, on HUP, once the config file was
+                                                      re-read: the new file's (as gunicorn)
 on_exit             server                            master, just before it exits
 ==================  ================================  ==============================================
 
@@ -39,6 +41,7 @@ request of the process: state kept on it is shared too, as in gunicorn.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -101,6 +104,7 @@ def check_hook(name: str, func: Any) -> Callable[..., Any]:
 
 
 def _first(func: Callable[..., Any], count: int) -> Callable[..., Any]:
+    @functools.wraps(func)  # a reload compares the hook's own code (server.reload)
     def call(*args: Any) -> Any:
         return func(*args[:count])
     return call

@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 from .access_format import format_access_line
 
-__all__ = ["AccessLog", "configure_logging", "open_access_log", "reopen_error_log"]
+__all__ = ["AccessLog", "configure_logging", "configured_access_log", "hand_to_workers",
+           "open_access_log", "reopen_error_log", "restyle_logging"]
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -85,6 +86,14 @@ def configure_logging(level: str, log_format: str, target: str = "-",
     _ErrorLog.handler, _ErrorLog.path, _ErrorLog.capture = handler, path, capture_output
 
 
+def restyle_logging(level: str, log_format: str) -> None:
+    """A reload's ``--log-level`` and ``--log-format`` for the error log, which keeps its
+    file (``--error-log`` needs a restart); workers forked from now on inherit them."""
+    logging.getLogger().setLevel(level.upper())
+    if _ErrorLog.handler is not None:
+        _ErrorLog.handler.setFormatter(_formatter(log_format))
+
+
 def reopen_error_log() -> None:
     """USR1: open the error log file anew (logrotate moved it); OSError keeps the old one."""
     if _ErrorLog.path is None or _ErrorLog.handler is None:
@@ -103,6 +112,23 @@ def open_access_log(target: str) -> TextIO | None:
     if target == "-":
         return sys.stdout
     return open(target, "a", buffering=1, encoding="utf-8")
+
+
+def configured_access_log(target: str, log_format: str, line_format: str) -> AccessLog:
+    """The access log of ``--access-log``, ``--log-format``, ``--access-log-format``;
+    OSError for an unwritable path."""
+    path = target if target not in ("-", "off") else None
+    return AccessLog(open_access_log(target), log_format, path, line_format)
+
+
+def hand_to_workers(paths: list[str | None], user: int | None, group: int | None) -> None:
+    """With --user/--group the workers must still write (and on USR1 reopen) these files."""
+    if user is None and group is None:
+        return
+    for path in paths:
+        if path:
+            with contextlib.suppress(OSError):
+                os.chown(path, -1 if user is None else user, -1 if group is None else group)
 
 
 class AccessLog:
@@ -130,6 +156,15 @@ class AccessLog:
         old, self.stream = self.stream, fresh
         with contextlib.suppress(OSError, ValueError):
             old.close()
+
+    def close_unless_shared(self, *others: AccessLog) -> None:
+        """A reload superseded this log: close the master's copy of its file unless another
+        log writes to the same stream (the workers that write here have their own)."""
+        stream = self.stream
+        if stream is None or stream is sys.stdout or any(o.stream is stream for o in others):
+            return
+        with contextlib.suppress(OSError, ValueError):
+            stream.close()
 
     def __call__(self, environ: dict[str, Any], status: int, size: int, duration: float) -> None:
         if self.stream is None:

@@ -14,14 +14,19 @@ from server.arbiter import FIRST_BACKOFF, Arbiter, ExitKind, WorkerProcess, clas
 from server.config import ConfigError, load_config
 from server.liveness import BOOT_ERROR, MAX_REQUEST_ID, WorkerState, WorkerStatus
 from server.logs import AccessLog
+from server.reload import ConfigSources
 from server.worker import Worker, beat_interval, host_server_address
 
 
 @pytest.fixture
 def arbiter(monkeypatch):
     config, _ = load_config(["--workers", "2"], {})
-    arb = Arbiter(config, None, AccessLog(None, "text"))
+    arb = Arbiter(config, None, AccessLog(None, "text"),
+                  ConfigSources(["--workers", "2"], environ={}))
     arb._ever_ready = True
+    styles: list[tuple[str, str]] = []  # the log level and format a reload set
+    monkeypatch.setattr("server.arbiter.restyle_logging", lambda *style: styles.append(style))
+    arb.styles = styles
     sent: list[tuple[int, int]] = []
     monkeypatch.setattr(arb, "_signal_workers",
                         lambda signum, pids: sent.extend((signum, p) for p in pids))

@@ -8,7 +8,7 @@ import pytest
 from gunicorn.config import KNOWN_SETTINGS
 
 from server.config import SETTINGS, Config, ConfigError, load_config
-from server.config_docs import gunicorn_table, markdown_table
+from server.config_docs import gunicorn_table, markdown_table, reload_table
 
 
 def test_defaults():
@@ -65,6 +65,12 @@ def test_readme_gunicorn_table_is_current():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert gunicorn_table() in readme, "README 'coming from gunicorn' table is stale: paste " \
         "`python -m server --print-gunicorn-table`"
+
+
+def test_readme_reload_table_is_current():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert reload_table() in readme, "README table of the settings a HUP cannot change is " \
+        "stale: paste `python -c 'from server.config_docs import reload_table as t; print(t())'`"
 
 
 def test_every_gunicorn_flag_in_the_table_is_a_real_gunicorn_option():
