@@ -64,7 +64,8 @@ def test_capture_output_sends_the_apps_stdout_and_stderr_to_the_error_log(tmp_pa
         assert "cap-1" not in srv.log()
         (error_log).rename(tmp_path / "error.log.1")
         srv.signal(signal.SIGUSR1)
-        _wait_for(error_log, "logs reopened")
+        # the worker's line, not the master's (which it writes before it signals them)
+        _wait_for(error_log, r"worker \d+: logs reopened")
         srv.get("/print", {"X-Request-ID": "cap-2"})
         _wait_for(error_log, "printed by the app cap-2")  # fds 1 and 2 follow the reopen
 
