@@ -15,7 +15,7 @@ PURE_SERVER_TESTS := tests/test_accelerators.py tests/test_server_lifecycle.py \
 	tests/test_server_context.py tests/test_connection.py tests/test_http_protocol.py \
 	tests/test_http_framing.py tests/test_server_limits.py tests/test_metrics.py tests/test_app.py
 
-.PHONY: run test lint bench venv clean loadtest soak test-docker reliability up down speedups gunicorn-corpus
+.PHONY: run test lint bench venv clean loadtest soak test-docker bench-docker reliability up down speedups gunicorn-corpus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,13 +49,20 @@ test: $(STAMP) speedups
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
-	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/hadolint Dockerfile bench/container/Dockerfile
 	bash scripts/compose.sh config -q
 
 # A real `docker compose up` end to end (installs docker.io and the Compose plugin if needed,
 # builds an offline base image when no registry is reachable, always tears everything down).
 test-docker: $(STAMP)
 	bash scripts/test-docker.sh
+
+# The server in its Docker image next to the same server on the host (wrk; ours with the
+# accelerators on and off, gunicorn -k gevent): bench/results/docker.md. Builds the image as
+# test-docker does, starts dockerd only when none runs, cleans up all it started.
+# Run it under the heavy lock; e.g. make bench-docker ARGS="--runs 3"
+bench-docker: $(STAMP) speedups
+	bash scripts/bench-docker.sh $(ARGS)
 
 # The README's `docker compose up` on any machine: installs the engine and the Compose plugin
 # when missing, starts dockerd when none runs, builds the base image offline when no registry
