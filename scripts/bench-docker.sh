@@ -9,16 +9,19 @@
 #     the classic builder, the host's pip settings), then the bench-only image ctxserver:bench
 #     FROM it (bench/container/Dockerfile: gunicorn at requirements-dev.txt's pin, and
 #     bench/apps.py; the shipped runtime stage gets neither);
-#  3. runs `python -m bench.container` with ARGS (see its --help): host and container rows,
+#  3. when the host's python3 (BENCH_SYSTEM_PYTHON, /usr/bin/python3) is the image's very
+#     Python build, makes a venv of it in a temporary directory (same pins) for host rows run
+#     by the image's interpreter (host-syspython);
+#  4. runs `python -m bench.container` with ARGS (see its --help): host and container rows,
 #     results in bench/results/docker.md and docker.json;
-#  4. ALWAYS cleans up (trap EXIT, also on Ctrl-C): the benchmark's servers, every container
+#  5. ALWAYS cleans up (trap EXIT, also on Ctrl-C): the benchmark's servers, every container
 #     it started (by the ids in their --cidfile files), the bench image; the runtime image and
 #     the daemon only if this script built / started them (a daemon that was running is left
 #     running, with its images unless BENCH_DOCKER_KEEP_IMAGE=0), and then the host state the
 #     daemon changed (ip_forward, iptables tables, bridges), as `make test-docker` does.
 #
 # Run it under the shared lock: `flock -o /tmp/ctxserver-heavy.lock make bench-docker`.
-# Settings (environment): BASE_IMAGE, BUILDER_IMAGE, TEST_DOCKER_DATA_ROOT,
+# Settings (environment): BASE_IMAGE, BUILDER_IMAGE, TEST_DOCKER_DATA_ROOT, BENCH_SYSTEM_PYTHON,
 # BENCH_DOCKER_KEEP_IMAGE (1: keep ctxserver:local). Needs root unless a daemon is running.
 set -Eeuo pipefail
 
@@ -29,6 +32,7 @@ PROJECT=ctxserver-bench
 BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim}
 BUILDER_IMAGE=${BUILDER_IMAGE:-python:3.11}
 BENCH_IMAGE=ctxserver:bench
+SYSTEM_PYTHON=${BENCH_SYSTEM_PYTHON:-/usr/bin/python3}  # see step 3
 KEEP_IMAGE=${BENCH_DOCKER_KEEP_IMAGE:-}
 DATA_ROOT=${TEST_DOCKER_DATA_ROOT:-/var/lib/ctxserver-test-docker}
 export BASE_IMAGE DOCKER_BUILDKIT=0 COMPOSE_ANSI=never COMPOSE_PROGRESS=plain
@@ -110,8 +114,27 @@ step "$WORK/build-bench.log" docker build -f bench/container/Dockerfile -t "$BEN
     "${BUILD_ARGS[@]}" bench \
     || { tail -n 40 "$WORK/build-bench.log" >&2; die "docker build of $BENCH_IMAGE failed"; }
 
-# ---------------------------------------------------------------- 3. the benchmark
+# ---------------------------------------------------------------- 3. the same Python on the host
+# When the host's python3 is the very build the image runs (the offline base image is
+# Debian's python3), a venv of it with the same pins gives host rows with the image's
+# interpreter: the container's cost apart from a different Python build.
+SYSTEM_PYTHON_ARGS=()
+image_python=$(docker run --rm --network none --no-healthcheck "$BENCH_IMAGE" \
+    python -c 'import sys; print(sys.version)' 2>/dev/null || true)
+host_python=$("$SYSTEM_PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null || true)
+if [[ -n $image_python && $image_python == "$host_python" ]]; then
+    log "the host's $SYSTEM_PYTHON is the image's Python build ($image_python): a venv of it for the host-syspython rows"
+    step "$WORK/syspython.log" bash -c '"$1" -m venv "$2" && "$2/bin/pip" install --quiet \
+        --disable-pip-version-check --only-binary=:all: -r requirements.txt "gunicorn==$3"' \
+        _ "$SYSTEM_PYTHON" "$WORK/syspython" "$GUNICORN_VERSION" \
+        || { tail -n 20 "$WORK/syspython.log" >&2; die "could not make the venv of $SYSTEM_PYTHON"; }
+    SYSTEM_PYTHON_ARGS=(--system-python "$WORK/syspython/bin/python")
+else
+    log "the host's $SYSTEM_PYTHON (${host_python:-none}) is not the image's build (${image_python:-?}): no host-syspython rows"
+fi
+
+# ---------------------------------------------------------------- 4. the benchmark
 log "running the benchmark: python -m bench.container $*"
 BENCH_COMMAND="make bench-docker${*:+ ARGS=\"$*\"}" step - "$ROOT/.venv/bin/python" \
-    -m bench.container --image "$BENCH_IMAGE" --cid-dir "$CID_DIR" "$@" \
+    -m bench.container --image "$BENCH_IMAGE" --cid-dir "$CID_DIR" "${SYSTEM_PYTHON_ARGS[@]}" "$@" \
     || die "the benchmark failed"

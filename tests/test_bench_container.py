@@ -28,7 +28,7 @@ CID = Path("/tmp/x.cid")
 
 def _cmd(key: str, port: int = 41234) -> list[str]:
     return commands.command(Config.parse(key), "bench.apps:hello", port, image="img:tag",
-                            cidfile=CID, cpu=0)
+                            cidfile=CID, cpu=0, system_python="/sys/venv/bin/python")
 
 
 def _after(command: list[str], flag: str) -> str:
@@ -46,6 +46,10 @@ def test_host_rows_are_the_host_benchmarks_command_pinned() -> None:
                         "bench.apps:hello"]
     assert _cmd("host/ours-pure")[3:6] == ["env", *PURE_PYTHON_ENV]
     assert _cmd("host/gunicorn")[4:8] == ["-m", "gunicorn", "-k", "gevent"]
+    assert _cmd("host-syspython/ours") == [*ours[:3], "/sys/venv/bin/python", *ours[4:]]
+    with pytest.raises(ValueError, match="--system-python"):
+        commands.command(Config.parse("host-syspython/ours"), "a:b", 1, image="i",
+                         cidfile=CID, cpu=0)
 
 
 def test_container_rows_use_host_networking_one_core_and_loopback() -> None:
@@ -83,7 +87,12 @@ def test_published_row_publishes_on_loopback_only() -> None:
 def test_bad_config_names_the_choices() -> None:
     with pytest.raises(ValueError, match="PLACE/SERVER"):
         Config.parse("cloud/ours")
-    assert bench_run.build_parser().parse_args([]).configs == commands.default_configs()
+    keys = [c.key for c in commands.default_configs()]
+    assert keys == ["host/ours", "host/ours-pure", "host/gunicorn", "container/ours",
+                    "container/ours-pure", "container/gunicorn", "published/ours"]
+    with_system = [c.key for c in commands.default_configs(system_python=True)]
+    assert with_system == [*keys[:3], "host-syspython/ours", "host-syspython/ours-pure",
+                           "host-syspython/gunicorn", *keys[3:]]
 
 
 # ---------------------------------------------------------------- accelerators
@@ -115,7 +124,9 @@ def test_accelerators_are_read_from_metrics_and_checked_per_config() -> None:
 
 
 RPS = {"host/ours": (9000, 11000), "host/ours-pure": (7000, 9000),
-       "host/gunicorn": (4000, 6000), "container/ours": (8000, 10000),
+       "host/gunicorn": (4000, 6000), "host-syspython/ours": (11000, 13000),
+       "host-syspython/ours-pure": (7000, 9000), "host-syspython/gunicorn": (5000, 5000),
+       "container/ours": (8000, 10000),
        "container/ours-pure": (6000, 8000), "container/gunicorn": (4500, 5500),
        "published/ours": (3000, 3000)}
 
@@ -135,6 +146,12 @@ def test_summary_medians_and_same_run_ratios() -> None:
     assert rows["container/gunicorn"].vs_host == pytest.approx(1.0)
     assert rows["published/ours"].vs_host == pytest.approx(0.3)
     assert rows["host/ours"].vs_host is None
+    assert rows["published/ours"].vs_container == pytest.approx(1 / 3)
+    assert rows["host-syspython/ours"].vs_host == pytest.approx(1.2)
+    assert rows["container/ours"].vs_same_python == pytest.approx(0.75)
+    assert rows["container/gunicorn"].vs_same_python == pytest.approx(1.0)
+    assert rows["host/ours"].vs_same_python is None
+    assert rows["container/ours"].vs_container is None
     assert rows["host/ours"].vs_gunicorn == pytest.approx(2.0)
     assert rows["container/ours"].vs_gunicorn == pytest.approx(1.8)
     assert rows["published/ours"].vs_gunicorn is None  # no gunicorn behind a published port
@@ -150,12 +167,21 @@ def test_results_files(tmp_path: Path) -> None:
             "server_cpu": 0, "client_cpu": 1, "concurrency": 50, "warmup": 2, "settle": 1,
             "duration": 6, "runs": 2, "commands": {"container/ours, hello": "docker run ..."}}
     md = report.write_results(tmp_path, meta, _samples()).read_text().replace(TIMES, "x")
-    assert ("| hello | 0.90x | 0.88x | 1.00x | 0.30x | 1.25x | 1.29x | 2.00x | 1.80x |"
-            in md.splitlines())
+    lines = md.splitlines()
+    assert "| ratio (medians, same run) | hello |" in lines
+    for what, ratio in (("container ÷ host (.venv): ours", "0.90x"),
+                        ("… ours, accelerators off", "0.88x"), ("… gunicorn -k gevent", "1.00x"),
+                        ("container ÷ host with the image's Python build: ours", "0.75x"),
+                        ("host: the image's Python build ÷ .venv's: ours", "1.20x"),
+                        ("published port ÷ --network host: ours", "0.33x"),
+                        ("accelerators on ÷ off: host", "1.25x"),
+                        ("ours x gunicorn -k gevent: host", "2.00x"), ("… container", "1.80x")):
+        assert f"| {what} | {ratio} |" in lines, what
     assert "| hello | container (--network host) | ours | 9,000 | 0.90x | 1.80x |" in md
     assert "`docker run ...`" in md
     data = json.loads((tmp_path / "docker.json").read_text())
-    assert len(data["runs"]) == 14 and data["runs"][0]["result"]["requests_per_sec"] == 9000
+    assert len(data["runs"]) == 2 * len(RPS)
+    assert data["runs"][0]["result"]["requests_per_sec"] == 9000
     assert [r["config"] for r in data["summary"]] == list(RPS)
 
 

@@ -5,7 +5,11 @@ A *config* is where a server runs (``host``, ``container``, ``published``) and w
 benchmark's (``bench.server.servers.server_command``: one worker, access log off), so a
 container row and its host row differ only in what wraps it:
 
-* ``host``: ``taskset -c 0 <server>``, as ``python -m bench.server`` runs it;
+* ``host``: ``taskset -c 0 <server>``, as ``python -m bench.server`` runs it (the
+  project's ``.venv``);
+* ``host-syspython``: the same with the host's system ``python3`` (a venv of it with the
+  same pins) when that is the very build the image runs (the offline base image is Debian's
+  ``python3``): the container's cost without a different interpreter build in it;
 * ``container``: ``docker run --network host --cpuset-cpus 0 <image> <server>``. Host
   networking: the server binds 127.0.0.1:PORT in the host's network namespace, so wrk
   reaches it exactly as on the host — no docker-proxy, no NAT, no veth/bridge hop — and the
@@ -22,13 +26,14 @@ container's environment (``-e``), on the host in the server's (``env``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.server.matrix import PURE_PYTHON_ENV
 from bench.server.servers import pinned, server_command
 
-PLACES = ("host", "container", "published")
+PLACES = ("host", "host-syspython", "container", "published")
 SERVERS = ("ours", "ours-pure", "gunicorn")
 #: The configs of a default run: every server on the host and in the container (host
 #: networking), and ours behind a published port.
@@ -38,7 +43,8 @@ CONFIGS: tuple[tuple[str, str], ...] = (
     ("published", "ours"),
 )
 LABELS = {"ours": "ours", "ours-pure": "ours, accelerators off", "gunicorn": "gunicorn -k gevent"}
-PLACE_LABELS = {"host": "host", "container": "container (--network host)",
+PLACE_LABELS = {"host": "host", "host-syspython": "host, the image's Python build",
+                "container": "container (--network host)",
                 "published": "container (-p 127.0.0.1:PORT:8000)"}
 #: Where the server listens inside its own network namespace in the ``published`` config.
 CONTAINER_PORT = 8000
@@ -67,13 +73,18 @@ class Config:
         return cls(place, server)
 
 
-def default_configs() -> list[Config]:
-    return [Config(place, server) for place, server in CONFIGS]
+def default_configs(system_python: bool = False) -> list[Config]:
+    """CONFIGS, and with ``system_python`` the host-syspython rows after the host's."""
+    configs = [Config(place, server) for place, server in CONFIGS]
+    if system_python:
+        configs[len(SERVERS):len(SERVERS)] = [Config("host-syspython", s) for s in SERVERS]
+    return configs
 
 
-def host_command(config: Config, app: str, port: int, cpu: int | None) -> list[str]:
-    """The host benchmark's command line, pinned to ``cpu``."""
-    return pinned(server_command(config.server, app, port), cpu)
+def host_command(config: Config, app: str, port: int, cpu: int | None,
+                 python: str = sys.executable) -> list[str]:
+    """The host benchmark's command line with ``python``, pinned to ``cpu``."""
+    return pinned(server_command(config.server, app, port, python=python), cpu)
 
 
 def container_command(config: Config, app: str, port: int, *, image: str, cidfile: Path,
@@ -109,8 +120,12 @@ def container_command(config: Config, app: str, port: int, *, image: str, cidfil
 
 
 def command(config: Config, app: str, port: int, *, image: str, cidfile: Path,
-            cpu: int | None) -> list[str]:
+            cpu: int | None, system_python: str | None = None) -> list[str]:
     if config.place == "host":
         return host_command(config, app, port, cpu)
+    if config.place == "host-syspython":
+        if system_python is None:
+            raise ValueError("host-syspython rows need --system-python")
+        return host_command(config, app, port, cpu, python=system_python)
     return container_command(config, app, port, image=image, cidfile=cidfile, cpu=cpu)
 

@@ -3,10 +3,14 @@
 
 Ratios, all of medians from the one run:
 
-* *÷ host*: a server in a container over the same server on the host — the container's cost;
+* *÷ host*: a server in a container over the same server on the host (the project's .venv);
+* *÷ host, same Python*: over the same server on the host run by the very interpreter build
+  the image has (the host-syspython rows, when measured) — the container's own cost;
 * *x gunicorn*: a server over gunicorn -k gevent in the same place (host with host,
   container with container);
-* *on ÷ off*: ours over ours with the accelerators off, in the same place.
+* *on ÷ off*: ours over ours with the accelerators off, in the same place;
+* *published ÷ --network host*: ours behind a published port over ours in a container on
+  the host's network: what Docker's networking alone costs.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Row:
     errors: int
     rps_runs: list[float]
     vs_host: float | None = None
+    vs_same_python: float | None = None  # containers: over host-syspython, same server
+    vs_container: float | None = None  # published only: over the --network host container
     vs_gunicorn: float | None = None
     on_off: float | None = None
 
@@ -73,6 +79,10 @@ def summarize(samples: Sequence[dict[str, Any]]) -> list[Row]:
         config = Config.parse(key)
         if config.place != "host":
             row.vs_host = ratio(row.rps, rps(endpoint, "host", config.server))
+        if config.place in ("container", "published"):
+            row.vs_same_python = ratio(row.rps, rps(endpoint, "host-syspython", config.server))
+        if config.place == "published":
+            row.vs_container = ratio(row.rps, rps(endpoint, "container", config.server))
         if config.server != "gunicorn":
             row.vs_gunicorn = ratio(row.rps, rps(endpoint, config.place, "gunicorn"))
         if config.server == "ours":
@@ -88,26 +98,34 @@ def _find(rows: Sequence[Row], endpoint: str, config: str) -> Row | None:
     return next((r for r in rows if (r.endpoint, r.config) == (endpoint, config)), None)
 
 
+#: The ratios a reader wants first: (what, config, which ratio of its row).
+HEADLINE = (
+    ("container ÷ host (.venv): ours", "container/ours", "vs_host"),
+    ("… ours, accelerators off", "container/ours-pure", "vs_host"),
+    ("… gunicorn -k gevent", "container/gunicorn", "vs_host"),
+    ("container ÷ host with the image's Python build: ours", "container/ours",
+     "vs_same_python"),
+    ("… ours, accelerators off", "container/ours-pure", "vs_same_python"),
+    ("… gunicorn -k gevent", "container/gunicorn", "vs_same_python"),
+    ("host: the image's Python build ÷ .venv's: ours", "host-syspython/ours", "vs_host"),
+    ("published port ÷ --network host: ours", "published/ours", "vs_container"),
+    ("accelerators on ÷ off: host", "host/ours", "on_off"),
+    ("… container", "container/ours", "on_off"),
+    (f"ours {TIMES} gunicorn -k gevent: host", "host/ours", "vs_gunicorn"),
+    ("… container", "container/ours", "vs_gunicorn"),
+)
+
+
 def headline(rows: Sequence[Row]) -> list[str]:
-    """The ratios a reader wants first, one line per endpoint."""
-    columns = (  # (header, config, which ratio)
-        ("container ÷ host: ours", "container/ours", "vs_host"),
-        ("… ours, accelerators off", "container/ours-pure", "vs_host"),
-        ("… gunicorn", "container/gunicorn", "vs_host"),
-        ("published port ÷ host: ours", "published/ours", "vs_host"),
-        ("accelerators on ÷ off: host", "host/ours", "on_off"),
-        ("… container", "container/ours", "on_off"),
-        (f"ours {TIMES} gunicorn: host", "host/ours", "vs_gunicorn"),
-        ("… container", "container/ours", "vs_gunicorn"),
-    )
-    lines = ["| endpoint | " + " | ".join(c[0] for c in columns) + " |",
-             "|---|" + "---:|" * len(columns)]
-    for endpoint in dict.fromkeys(r.endpoint for r in rows):
-        cells = []
-        for _, config, field in columns:
-            row = _find(rows, endpoint, config)
-            cells.append(_fmt(None if row is None else getattr(row, field), ".2f", TIMES))
-        lines.append(f"| {endpoint} | " + " | ".join(cells) + " |")
+    """The HEADLINE ratios, one line each (those measured), one column per endpoint."""
+    endpoints = list(dict.fromkeys(r.endpoint for r in rows))
+    lines = ["| ratio (medians, same run) | " + " | ".join(endpoints) + " |",
+             "|---|" + "---:|" * len(endpoints)]
+    for what, config, field in HEADLINE:
+        values = [getattr(_find(rows, e, config), field, None) for e in endpoints]
+        if any(v is not None for v in values):
+            lines.append(f"| {what} | "
+                         + " | ".join(_fmt(v, ".2f", TIMES) for v in values) + " |")
     return lines
 
 
@@ -123,13 +141,15 @@ def render_markdown(rows: Sequence[Row], meta: dict[str, Any]) -> str:
         f"at start {meta['loadavg']} (a shared machine: only ratios from one run mean much)",
         f"- host: {versions}",
         f"- image: `{meta.get('image', '?')}` — {inside}",
+        *(f"- Python build, {name}: `{build}`"
+          for name, build in meta.get("interpreters", {}).items()),
         f"- docker: {meta.get('docker', '?')}",
         f"- method: one worker; the server pinned to core {meta['server_cpu']} (host: "
         "`taskset`; container: `--cpuset-cpus`), wrk (1 thread, "
         f"{meta['concurrency']} connections) to core {meta['client_cpu']}; per measurement "
         f"the server started afresh, its answer and its accelerators (`/metrics`) checked, "
         f"{meta['warmup']:g} s of warm-up, {meta['settle']:g} s of quiet, {meta['duration']:g} s "
-        f"timed; {meta['runs']} rounds, the configs' order rotated each round; medians over the "
+        f"timed; {meta['runs']} round(s), the configs' order rotated each round; medians over the "
         "rounds, every ratio between medians of this run",
         "- the container rows use host networking (`--network host`): wrk reaches the server "
         "on 127.0.0.1 exactly as on the host, so *÷ host* is the container's own cost, not "

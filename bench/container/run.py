@@ -35,7 +35,9 @@ DOCKER_TIMEOUT = 60.0
 #: What the image's Python reports about itself, for the results file.
 _VERSIONS_SCRIPT = (
     "import importlib.metadata as m, platform\n"
+    "import sys\n"
     "print('python', platform.python_version())\n"
+    "print('build', sys.version.replace(chr(10), ' '))\n"
     "for d in ('gevent', 'greenlet', 'gunicorn', 'werkzeug', 'httptools'):\n"
     "    print(d, m.version(d))\n")
 
@@ -92,6 +94,12 @@ def container_meta(image: str) -> dict[str, Any]:
             "docker": f"{engine}, storage driver {driver}"}
 
 
+def python_build(python: str) -> str:
+    """``sys.version`` of ``python``: version, build date and compiler name the build."""
+    return subprocess.run([python, "-c", "import sys; print(sys.version)"], capture_output=True,
+                          text=True, check=True, timeout=30).stdout.strip().replace("\n", " ")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.container",
@@ -100,10 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", default="ctxserver:bench",
                         help="the bench image (bench/container/Dockerfile; default: "
                              "ctxserver:bench)")
-    parser.add_argument("--configs", nargs="+", type=Config.parse,
-                        default=default_configs(), metavar="PLACE/SERVER",
+    parser.add_argument("--configs", nargs="+", type=Config.parse, default=None,
+                        metavar="PLACE/SERVER",
                         help="what to measure (default: host/ and container/ with each of ours, "
-                             "ours-pure, gunicorn; and published/ours)")
+                             "ours-pure, gunicorn; and published/ours; host-syspython/ too "
+                             "with --system-python)")
+    parser.add_argument("--system-python", default=None, metavar="PYTHON",
+                        help="a venv's python made from the host's python3 when it is the "
+                             "image's very build (scripts/bench-docker.sh makes one): the "
+                             "host-syspython rows")
     parser.add_argument("--endpoints", nargs="+", choices=ENDPOINTS, default=list(ENDPOINTS))
     parser.add_argument("--runs", type=int, default=2, help="rounds (default: 2)")
     parser.add_argument("--duration", type=float, default=6.0)
@@ -141,7 +154,7 @@ class Bench:
         port = procs.free_port()
         cidfile = self.cid_dir / f"{config.place}-{config.server}-{endpoint}-{round_no}.cid"
         cmd = command(config, APPS[endpoint], port, image=args.image, cidfile=cidfile,
-                      cpu=args.server_cpu)
+                      cpu=args.server_cpu, system_python=args.system_python)
         self.meta["commands"][f"{config.key}, {endpoint}"] = (
             display(cmd).replace(str(cidfile), "ID_FILE").replace(str(port), "PORT"))
         log = self.logs / f"{cidfile.stem}.log"
@@ -196,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.runs < 1:
         raise SystemExit("bench container: --runs must be at least 1")
+    if args.configs is None:
+        args.configs = default_configs(system_python=args.system_python is not None)
+    if any(c.place == "host-syspython" for c in args.configs) and not args.system_python:
+        raise SystemExit("bench container: host-syspython rows need --system-python")
     wrk = ensure_wrk()
     meta = machine_meta(wrk)
     if any(config.place != "host" for config in args.configs):
@@ -204,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, RuntimeError) as exc:
             raise SystemExit(f"bench container: {exc}\n`make bench-docker` starts a Docker "
                              "daemon and builds the image") from None
+    meta["interpreters"] = {"host .venv": python_build(sys.executable)}
+    if args.system_python:
+        meta["interpreters"]["host-syspython"] = python_build(args.system_python)
+    if "build" in meta.get("container", {}):
+        meta["interpreters"]["image"] = meta["container"].pop("build")
     meta.update(command=display([sys.executable, "-m", "bench.container", *argv]),
                 runs=args.runs, duration=args.duration, warmup=args.warmup,
                 settle=args.settle, concurrency=args.concurrency,
