@@ -118,19 +118,25 @@ step "$WORK/build-bench.log" docker build -f bench/container/Dockerfile -t "$BEN
 # When the host's python3 is the very build the image runs (the offline base image is
 # Debian's python3), a venv of it with the same pins gives host rows with the image's
 # interpreter: the container's cost apart from a different Python build.
+# "The same build": the same version built with the same configure arguments, compiler and
+# flags (a distribution's security updates in between leave all of those alike).
 SYSTEM_PYTHON_ARGS=()
+BUILD_INFO='import platform, sysconfig as s
+print(platform.python_version(), *(s.get_config_var(v) for v in ("CONFIG_ARGS", "CC", "CFLAGS")))'
 image_python=$(docker run --rm --network none --no-healthcheck "$BENCH_IMAGE" \
-    python -c 'import sys; print(sys.version)' 2>/dev/null || true)
-host_python=$("$SYSTEM_PYTHON" -c 'import sys; print(sys.version)' 2>/dev/null || true)
+    python -c "$BUILD_INFO" 2>/dev/null || true)
+host_python=$("$SYSTEM_PYTHON" -c "$BUILD_INFO" 2>/dev/null || true)
 if [[ -n $image_python && $image_python == "$host_python" ]]; then
-    log "the host's $SYSTEM_PYTHON is the image's Python build ($image_python): a venv of it for the host-syspython rows"
+    log "the host's $SYSTEM_PYTHON is the image's Python build (${image_python%% *}, same configure arguments, compiler and flags): a venv of it for the host-syspython rows"
     step "$WORK/syspython.log" bash -c '"$1" -m venv "$2" && "$2/bin/pip" install --quiet \
         --disable-pip-version-check --only-binary=:all: -r requirements.txt "gunicorn==$3"' \
         _ "$SYSTEM_PYTHON" "$WORK/syspython" "$GUNICORN_VERSION" \
         || { tail -n 20 "$WORK/syspython.log" >&2; die "could not make the venv of $SYSTEM_PYTHON"; }
     SYSTEM_PYTHON_ARGS=(--system-python "$WORK/syspython/bin/python")
 else
-    log "the host's $SYSTEM_PYTHON (${host_python:-none}) is not the image's build (${image_python:-?}): no host-syspython rows"
+    log "the host's $SYSTEM_PYTHON is not the image's Python build: no host-syspython rows"
+    log "  host:  ${host_python:-none}"
+    log "  image: ${image_python:-?}"
 fi
 
 # ---------------------------------------------------------------- 4. the benchmark

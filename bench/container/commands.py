@@ -8,8 +8,9 @@ container row and its host row differ only in what wraps it:
 * ``host``: ``taskset -c 0 <server>``, as ``python -m bench.server`` runs it (the
   project's ``.venv``);
 * ``host-syspython``: the same with the host's system ``python3`` (a venv of it with the
-  same pins) when that is the very build the image runs (the offline base image is Debian's
-  ``python3``): the container's cost without a different interpreter build in it;
+  same pins) when the image runs the same build of it — version, configure arguments,
+  compiler and flags (the offline base image is Debian's ``python3``): the container's cost
+  without a different interpreter build in it;
 * ``container``: ``docker run --network host --cpuset-cpus 0 <image> <server>``. Host
   networking: the server binds 127.0.0.1:PORT in the host's network namespace, so wrk
   reaches it exactly as on the host — no docker-proxy, no NAT, no veth/bridge hop — and the
