@@ -180,7 +180,7 @@ class Bench:
             remove_container(cidfile)
         result = parse_wrk(output)
         self.done += 1
-        print(f"[{self.done}/{self.total}] round {round_no + 1} {endpoint:5} {config.key:20} "
+        print(f"[{self.done}/{self.total}] round {round_no + 1} {endpoint:5} {config.key:24} "
               f"{result.requests_per_sec:9,.0f} req/s  p99 {result.p99_ms or 0:7.2f} ms  "
               f"errors {result.errors}", flush=True)
         return {"round": round_no + 1, "endpoint": endpoint, "config": config.key,
