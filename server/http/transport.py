@@ -53,7 +53,7 @@ class IdleTimer:
     def for_limits(cls, limits: Limits) -> IdleTimer:
         """A timer at most a quarter of the shortest timeout (and 0.25 s) late."""
         timeouts = [t for t in (limits.keep_alive, limits.header_timeout) if t > 0]
-        return cls(max(0.005, min([0.25, *(t / 4 for t in timeouts)])))
+        return cls(max(0.005, min([0.25] + [t / 4 for t in timeouts])))
 
     def watch(self, transport: Transport, deadline: float) -> None:
         self._deadlines[transport] = deadline
