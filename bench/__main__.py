@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import arena, ceiling, local, profile, server, supervision, tls
+from bench import arena, ceiling, compiled, local, profile, server, supervision, tls
 
 BENCHMARKS: dict[str, Callable[[str], int]] = {
     "local": local.main,
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[str], int]] = {
     "ceiling": lambda command: ceiling.main([], command),
     "profile": lambda command: profile.main([], command),
     "tls": tls.main,
+    "compiled": lambda command: compiled.main(command, ["--wrk", "3"]),
 }
 
 

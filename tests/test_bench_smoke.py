@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import compiled, tls
 from bench import server as bench_server
-from bench import tls
 from bench.__main__ import BENCHMARKS
 from bench.apps import hello
 from bench.server import matrix, report, servers, stats, wrk
@@ -416,3 +416,35 @@ def test_tls_bench_commands_and_report_on_made_up_numbers() -> None:
     text = tls.report(data, args, "python -m bench tls")
     assert "| ctxserver | https | 800 | 1.00 | 5.00 | 80% | 0 |" in text
     assert "ours serves 1.00\u00d7 gunicorn" in text
+
+
+def test_compiled_bench_declares_each_plain_class_a_cdef_class_with_its_attributes(
+        tmp_path: Path) -> None:
+    module = tmp_path / "mod.py"
+    module.write_text(
+        "class Slotted:\n"
+        "    __slots__ = (\n        'a',\n        'b',\n    )\n\n"
+        "    def __init__(self):\n        self.a = self.b = 1\n\n"
+        "    def grow(self):\n        self.c: int = 2\n        self.d += 1\n\n"
+        "class Namespace:\n    pass\n\n"
+        "class Derived(Exception):\n    pass\n")
+    compiled.cdef_pxd(module)
+    assert (tmp_path / "mod.pxd").read_text() == (
+        "cdef class Slotted:\n    cdef public object a, b, c, d\n"
+        "    cdef object __weakref__\n")
+    lines = module.read_text().splitlines()
+    assert lines[1:5] == ["    pass"] * 4  # __slots__ gone, the line numbers kept
+    assert "__slots__" not in module.read_text()
+
+
+def test_compiled_bench_is_in_the_dispatch_table() -> None:
+    assert "compiled" in BENCHMARKS
+
+
+def test_compiled_bench_rewrites_its_tables_and_keeps_the_findings(tmp_path: Path) -> None:
+    results = tmp_path / "compiled.md"
+    compiled.write_results(results, "# old tables\n\n| 1 |\n")
+    results.write_text(results.read_text() + f"\n{compiled.FINDINGS}\n\nwhy, by hand\n")
+    compiled.write_results(results, "# new tables\n\n| 2 |\n\n")
+    assert results.read_text() == (
+        f"# new tables\n\n| 2 |\n\n{compiled.FINDINGS}\n\nwhy, by hand\n")
