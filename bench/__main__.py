@@ -1,4 +1,5 @@
-"""``python -m bench [name|all]``: run one benchmark, or all of them (the default).
+"""``python -m bench [name|all]``: run one benchmark, or all of them (the default) but
+those in :data:`ON_DEMAND`.
 
 A plain dispatch table, so that adding a benchmark is one import and one entry: each entry
 takes the command line that ran it (recorded in its results file) and returns an exit code.
@@ -25,6 +26,9 @@ BENCHMARKS: dict[str, Callable[[str], int]] = {
     "tls": tls.main,
     "compiled": lambda command: compiled.main(command, ["--wrk", "3"]),
 }
+#: Run only when named: a decision already taken and recorded (bench/results/compiled.md);
+#: it builds two Cython trees and needs valgrind, some ten minutes that change no table.
+ON_DEMAND = frozenset({"compiled"})
 
 
 def _command_line(argv: list[str]) -> str:
@@ -46,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                         choices=[*BENCHMARKS, "all"],
                         help="which benchmark to run (default: all)")
     args, extra = parser.parse_known_args(argv)
-    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    names = ([name for name in BENCHMARKS if name not in ON_DEMAND]
+             if args.benchmark == "all" else [args.benchmark])
     command = _command_line(argv)
     if extra and names != ["server"]:
         parser.error(f"options {' '.join(extra)} are for `python -m bench server` only")

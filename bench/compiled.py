@@ -224,6 +224,9 @@ def main(command: str = "python -m bench compiled", argv: list[str] | None = Non
     parser.add_argument("--build-dir", type=Path,
                         help="build the trees under it and keep them (reused when built)")
     args = parser.parse_args(argv)
+    if not args.no_callgrind and shutil.which("valgrind") is None:
+        raise SystemExit("bench compiled: valgrind is not installed (apt-get install valgrind), "
+                         "or pass --no-callgrind")
     with tempfile.TemporaryDirectory(prefix="ctxserver-compiled-") as tmp:
         base_dir = args.build_dir or Path(tmp)
         trees, seconds = {}, {}

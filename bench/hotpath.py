@@ -21,11 +21,15 @@ the instructions per request, independent of load.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="hotpath-metrics-"))
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # ours, then: removed at exit
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hotpath-metrics-")
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], True)
 
 from gevent import monkey
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import bench.__main__ as dispatch
 from bench import compiled, tls
 from bench import server as bench_server
 from bench.__main__ import BENCHMARKS
@@ -437,8 +438,14 @@ def test_compiled_bench_declares_each_plain_class_a_cdef_class_with_its_attribut
     assert "__slots__" not in module.read_text()
 
 
-def test_compiled_bench_is_in_the_dispatch_table() -> None:
-    assert "compiled" in BENCHMARKS
+def test_compiled_bench_runs_only_when_named(monkeypatch) -> None:
+    ran: list[str] = []
+    table = {name: (lambda command, name=name: ran.append(name) or 0) for name in BENCHMARKS}
+    monkeypatch.setattr(dispatch, "BENCHMARKS", table)
+    assert dispatch.main([]) == 0
+    assert "compiled" not in ran and ran == [n for n in BENCHMARKS if n != "compiled"]
+    ran.clear()
+    assert dispatch.main(["compiled"]) == 0 and ran == ["compiled"]
 
 
 def test_compiled_bench_rewrites_its_tables_and_keeps_the_findings(tmp_path: Path) -> None:
