@@ -49,9 +49,13 @@ class RawConnection:
         self.reader = ResponseReader()
         #: Every byte received, parsed or not (what a late write slipped in shows here).
         self.received = bytearray()
+        #: A response said ``Connection: close`` (a draining worker does): a client must not
+        #: send on, and what was pipelined behind it may go unanswered (RFC 9112 9.3.2).
+        self.told_close = False
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        if not self.told_close:  # else: not sent, and judge() says why there is no answer
+            self.sock.sendall(data)
 
     def response(self) -> Response | None:
         """The next response; None when the server closed (or sent garbage) first."""
@@ -68,7 +72,11 @@ class RawConnection:
                 break
             self.received += data
             reader.feed(data)
-        return reader.responses.pop(0) if reader.responses else None
+        if not reader.responses:
+            return None
+        response = reader.responses.pop(0)
+        self.told_close = self.told_close or response.closes
+        return response
 
     def close(self) -> None:
         self.sock.close()
@@ -89,11 +97,18 @@ def request(path: str, token: str, *, version: str = "HTTP/1.1", headers: str = 
             f"X-Request-ID: {token}\r\n{framing}{headers}\r\n").encode() + body
 
 
-def judge(outcome: Outcome, response: Response | None, *, expect: int = 200) -> Outcome:
-    """Judge ``response`` as the probe answer for ``outcome.token`` (or as its 500)."""
+def judge(outcome: Outcome, response: Response | None, conn: RawConnection, *,
+          expect: int = 200) -> Outcome:
+    """Judge ``response`` as the probe answer for ``outcome.token`` (or as its 500).
+
+    No answer after the server announced ``Connection: close`` is a broken connection-reuse
+    check (what a reload's drain legitimately does), not a lost request."""
     if response is None:
-        outcome.problems.append(Problem("response", "an answer", "none (closed or garbage)",
-                                        leak=False))
+        outcome.problems.append(
+            Problem("connection", "an answer on this connection",
+                    "none: an earlier answer said Connection: close", leak=False)
+            if conn.told_close else
+            Problem("response", "an answer", "none (closed or garbage)", leak=False))
         return outcome
     outcome.length = len(response.body)
     body = response.body.decode("utf-8", "replace")
@@ -119,8 +134,8 @@ def pipelined_after_exit(conn: RawConnection) -> Iterator[Outcome]:
                                                                       _token())
     conn.send(request(f"/probe/{first.token}/exit", first.token)
               + request(f"/probe/{second.token}", second.token))
-    yield judge(first, conn.response(), expect=500)
-    yield judge(second, conn.response())
+    yield judge(first, conn.response(), conn, expect=500)
+    yield judge(second, conn.response(), conn)
 
 
 def http10(conn: RawConnection) -> Iterator[Outcome]:
@@ -129,7 +144,7 @@ def http10(conn: RawConnection) -> Iterator[Outcome]:
         outcome = Outcome(f"RAW HTTP/1.0 {'keep-alive' if headers else 'plain'}", _token())
         conn.send(request(f"/probe/{outcome.token}", outcome.token, version="HTTP/1.0",
                           headers=headers))
-        yield judge(outcome, conn.response())
+        yield judge(outcome, conn.response(), conn)
 
 
 def partial_body(conn: RawConnection) -> Iterator[Outcome]:
@@ -138,7 +153,7 @@ def partial_body(conn: RawConnection) -> Iterator[Outcome]:
                                                                    _token())
     conn.send(request(f"/probe/{first.token}/partial", first.token, method="POST",
                       body=first.token.encode() * 40))
-    yield judge(first, conn.response())
+    yield judge(first, conn.response(), conn)
     yield _then_probe(conn, second)
 
 
@@ -152,7 +167,7 @@ def continue_ignored(conn: RawConnection) -> Iterator[Outcome]:
     if response is not None and response.status == 100:  # asked for after all: send it
         conn.send(b"x" * 400)
         response = conn.response()
-    yield judge(outcome, response)
+    yield judge(outcome, response, conn)
 
 
 def close_raises(conn: RawConnection) -> Iterator[Outcome]:
@@ -160,7 +175,7 @@ def close_raises(conn: RawConnection) -> Iterator[Outcome]:
     first, second = Outcome("RAW close() raises", _token()), Outcome("RAW after close() raised",
                                                                      _token())
     conn.send(request(f"/probe/{first.token}/close-raises", first.token))
-    yield judge(first, conn.response())
+    yield judge(first, conn.response(), conn)
     yield _then_probe(conn, second)
 
 
@@ -170,10 +185,10 @@ def late_write(conn: RawConnection) -> Iterator[Outcome]:
     first, second = Outcome("RAW late write()", _token()), Outcome("RAW after late write()",
                                                                    _token())
     conn.send(request(f"/probe/{first.token}/late-write", first.token))
-    yield judge(first, conn.response())
+    yield judge(first, conn.response(), conn)
     mark = len(conn.received)  # the first answer is complete: nothing of it comes later
     conn.send(request(f"/probe/{second.token}?yields=10", second.token))
-    outcome = judge(second, conn.response())
+    outcome = judge(second, conn.response(), conn)
     if first.token.encode() in conn.received[mark:]:
         outcome.problems.append(Problem("bytes after the response", "nothing of it",
                                         "its token", leak=True, context="late write",
@@ -186,7 +201,7 @@ def shared_headers(conn: RawConnection) -> Iterator[Outcome]:
     for _ in range(2):
         outcome = Outcome("RAW shared header list", _token())
         conn.send(request(f"/probe/{outcome.token}/headers", outcome.token))
-        yield judge(outcome, conn.response())
+        yield judge(outcome, conn.response(), conn)
 
 
 def threadpool(conn: RawConnection) -> Iterator[Outcome]:
@@ -194,7 +209,7 @@ def threadpool(conn: RawConnection) -> Iterator[Outcome]:
     for _ in range(3):
         outcome = Outcome("RAW threadpool task", _token())
         conn.send(request(f"/probe/{outcome.token}/threadpool", outcome.token))
-        yield judge(outcome, conn.response())
+        yield judge(outcome, conn.response(), conn)
 
 
 def disconnect_mid_response(conn: RawConnection) -> Iterator[Outcome]:
@@ -208,7 +223,7 @@ def disconnect_mid_response(conn: RawConnection) -> Iterator[Outcome]:
 
 def _then_probe(conn: RawConnection, outcome: Outcome) -> Outcome:
     conn.send(request(f"/probe/{outcome.token}", outcome.token))
-    return judge(outcome, conn.response())
+    return judge(outcome, conn.response(), conn)
 
 
 SHAPES: tuple[Callable[[RawConnection], Iterator[Outcome]], ...] = (
