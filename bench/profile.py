@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.server.matrix import APPS, RESULTS
 from bench.server.servers import (
     Processes,
+    check_accelerators,
     check_answer,
     display,
     pinned,
@@ -94,6 +95,7 @@ def profile(endpoint: str, seconds: float, processes: Processes, logs: Path) -> 
     try:
         wait_ready(proc, port, log)
         check_answer(endpoint, port)
+        check_accelerators("ours", port)  # the profile is of the accelerated worker
         worker = _worker_pid(proc.pid)
         load = subprocess.Popen(wrk_command(endpoint, port, 50, seconds + 3, 1),
                                 stdout=subprocess.PIPE, text=True)

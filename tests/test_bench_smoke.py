@@ -7,9 +7,11 @@ itself runs on demand only (``make bench`` / ``python -m bench server``).
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -455,3 +457,37 @@ def test_compiled_bench_rewrites_its_tables_and_keeps_the_findings(tmp_path: Pat
     compiled.write_results(results, "# new tables\n\n| 2 |\n\n")
     assert results.read_text() == (
         f"# new tables\n\n| 2 |\n\n{compiled.FINDINGS}\n\nwhy, by hand\n")
+
+
+@pytest.mark.parametrize(("server", "arena", "speedups", "fails"), [
+    ("ours", 1, 1, False), ("ours", 0, 1, True), ("ours", 0, 0, True),
+    ("ours-pure", 0, 0, False), ("ours-pure", 1, 1, True), ("gunicorn", 0, 0, False)])
+def test_ours_is_benchmarked_only_with_the_accelerators_its_label_says(server, arena,
+                                                                       speedups, fails):
+    """A fresh checkout without `make speedups` ran "ours" on the pure path once, under
+    the accelerated label: the bench now reads the worker's /metrics first."""
+    page = (f'ctxserver_accelerator_active{{name="arena_cache"}} {arena}.0\n'
+            f'ctxserver_accelerator_active{{name="ctxlocal_speedups"}} {speedups}.0\n').encode()
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="expected every accelerator"):
+                servers.check_accelerators(server, httpd.server_port)
+        else:
+            servers.check_accelerators(server, httpd.server_port)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

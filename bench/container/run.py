@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,14 +22,18 @@ from bench.container.commands import Config, command, default_configs
 from bench.container.report import write_results
 from bench.server.matrix import APPS, RESULTS
 from bench.server.run import machine_meta, rotated
-from bench.server.servers import Processes, check_answer, display, wait_ready
+from bench.server.servers import (
+    ACCELERATORS,
+    Processes,
+    accelerators_from_metrics,
+    check_answer,
+    display,
+    wait_ready,
+)
 from bench.server.wrk import ensure_wrk, parse_wrk, run_wrk, wrk_command
 from loadtests import procs
 
 ENDPOINTS = ("hello", "probe")
-ACCELERATORS = ("arena_cache", "ctxlocal_speedups")
-_ACCELERATOR_LINE = re.compile(
-    r'^ctxserver_accelerator_active\{name="(\w+)"\}\s+([0-9.eE+-]+)\s*$', re.M)
 DOCKER_TIMEOUT = 60.0
 #: What the image's Python reports about itself, for the results file.
 _VERSIONS_SCRIPT = (
@@ -40,11 +43,6 @@ _VERSIONS_SCRIPT = (
     "print('build', sys.version.replace(chr(10), ' '))\n"
     "for d in ('gevent', 'greenlet', 'gunicorn', 'werkzeug', 'httptools'):\n"
     "    print(d, m.version(d))\n")
-
-
-def accelerators_from_metrics(text: str) -> dict[str, bool]:
-    """``ctxserver_accelerator_active{name=...}`` of a /metrics page, by name."""
-    return {name: float(value) == 1.0 for name, value in _ACCELERATOR_LINE.findall(text)}
 
 
 def accelerator_problem(config: Config, active: dict[str, bool]) -> str | None:

@@ -31,6 +31,7 @@ from bench.server.memory import memory_test, raise_nofile
 from bench.server.report import render_markdown, write_chart, write_json
 from bench.server.servers import (
     Processes,
+    check_accelerators,
     check_answer,
     display,
     pinned,
@@ -150,6 +151,7 @@ class Bench:
         try:
             wait_ready(proc, port, log)
             check_answer(endpoint, port)
+            check_accelerators(server, port)
             for conc in self.concurrency(endpoint):
                 if args.warmup > 0:
                     run_wrk(wrk_command(endpoint, port, conc, args.warmup, self.client_cpu),

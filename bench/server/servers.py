@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -113,6 +114,33 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
                            interval=0.1)
     except procs.NotHealthy as exc:
         raise RuntimeError(f"{exc}:\n" + log.read_text(errors="replace")[-3000:]) from None
+
+
+#: Our C accelerators, as ``/metrics`` names them (``ctxserver_accelerator_active``).
+ACCELERATORS = ("arena_cache", "ctxlocal_speedups")
+_ACCELERATOR_LINE = re.compile(
+    r'^ctxserver_accelerator_active\{name="(\w+)"\}\s+([0-9.eE+-]+)\s*$', re.M)
+
+
+def accelerators_from_metrics(text: str) -> dict[str, bool]:
+    """``ctxserver_accelerator_active{name=...}`` of a /metrics page, by name."""
+    return {name: float(value) == 1.0 for name, value in _ACCELERATOR_LINE.findall(text)}
+
+
+def check_accelerators(server: str, port: int) -> None:
+    """"ours" must run both accelerators and "ours-pure" neither, as its worker reports in
+    /metrics: run without ``make speedups`` (``python -m bench`` called directly in a fresh
+    checkout), the "ours" row would be the pure path under the accelerated label."""
+    if server not in ("ours", "ours-pure"):
+        return
+    status, body = procs.fetch(f"http://127.0.0.1:{port}/metrics")
+    active = accelerators_from_metrics(body.decode("utf-8", "replace"))
+    wanted = server == "ours"
+    if status != 200 or any(active.get(name) is not wanted for name in ACCELERATORS):
+        raise RuntimeError(
+            f"{server}: expected every accelerator {'on' if wanted else 'off'}, /metrics says "
+            f"{active or 'nothing'}" + (" (run `make speedups`; `make bench` does)"
+                                        if wanted else ""))
 
 
 def check_answer(endpoint: str, port: int) -> None:
