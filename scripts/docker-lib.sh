@@ -194,6 +194,20 @@ stop_daemon() {
     log "dockerd (pid $DOCKERD_PID) stopped"
 }
 
+# The last steps of a script's teardown, after its containers and images: the daemon it
+# started (and the host state changed for it), policy-rc.d, then its $WORK directory --
+# with the end of dockerd's log first when the script failed (rc, the script's exit code).
+release_host() {
+    local rc=$1
+    if [[ $STARTED_DAEMON == 1 ]]; then
+        stop_daemon
+        restore_host_state
+    fi
+    if [[ $POLICY_RC_D_CREATED == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
+    [[ $rc -eq 0 || ! -f $WORK/dockerd.log ]] || { log "the end of dockerd's log:"; tail -n 15 "$WORK/dockerd.log" >&2; }
+    rm -rf "$WORK"
+}
+
 # ---------------------------------------------------------------- the base image
 # Kept if the daemon has it, pulled if a registry answers, else built offline from Debian.
 # ensure_base_image IMAGE [--builder]: --builder builds the offline stand-in with a C

@@ -98,13 +98,7 @@ teardown() {
             docker image prune -f --filter label=org.opencontainers.image.title=ctxserver >/dev/null 2>&1
         fi
     fi
-    if [[ $STARTED_DAEMON == 1 ]]; then
-        stop_daemon
-        restore_host_state
-    fi
-    if [[ $POLICY_RC_D_CREATED == 1 ]]; then rm -f /usr/sbin/policy-rc.d; fi
-    [[ $rc -eq 0 || ! -f $WORK/dockerd.log ]] || { log "the end of dockerd's log:"; tail -n 15 "$WORK/dockerd.log" >&2; }
-    rm -rf "$WORK"
+    release_host "$rc"
     phase_done teardown
     log "durations:"
     printf '    %s\n' "${PHASES[@]}" >&2
