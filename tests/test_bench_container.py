@@ -194,11 +194,18 @@ def test_make_bench_docker_reuses_the_docker_functions_and_cleans_up_by_id() -> 
                      makefile, re.M)
     script = (ROOT / "scripts" / "bench-docker.sh").read_text()
     assert 'source "$ROOT/scripts/docker-lib.sh"' in script
-    for needle in ("trap teardown EXIT", "start_daemon", "stop_daemon", "restore_host_state",
+    for needle in ("trap teardown EXIT", "start_daemon", 'release_host "$rc"',
                    'ensure_base_image "$BUILDER_IMAGE" --builder', "pip_build_args",
                    '--cid-dir "$CID_DIR"', 'docker rm -f "$cid"',
                    "-m bench.container", "bench/container/Dockerfile"):
         assert needle in script, needle
+    # the teardown's last steps, shared with test-docker.sh: the daemon it started stops and
+    # the host state changed for it is put back
+    lib = (ROOT / "scripts" / "docker-lib.sh").read_text()
+    release = lib[lib.index("release_host() {"):]
+    release = release[:release.index("\n}\n")]
+    for needle in ("stop_daemon", "restore_host_state"):
+        assert needle in release, needle
     dockerfile = (ROOT / "bench" / "container" / "Dockerfile").read_text()
     assert re.search(r"^FROM \$\{RUNTIME_IMAGE\}$", dockerfile, re.M)
     assert '"gunicorn==${GUNICORN_VERSION}"' in dockerfile
